@@ -1,0 +1,14 @@
+//! The `flagger.app` API that serin serves: Canary, MetricTemplate and AlertProvider, with
+//! Flagger's field names, enums and defaults, plus the validation the API server enforces.
+//! No I/O here.
+
+pub mod alert_provider;
+pub mod canary;
+pub mod crd;
+pub mod duration;
+pub mod metric_template;
+pub mod service;
+
+pub use alert_provider::{AlertProvider, AlertProviderSpec};
+pub use canary::{Canary, CanarySpec, CanaryStatus, Phase};
+pub use metric_template::{MetricTemplate, MetricTemplateSpec};

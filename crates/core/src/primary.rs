@@ -1,0 +1,243 @@
+//! The primary copy of a target Deployment: the revision that serves production traffic.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+
+use crate::naming::{SelectorLabel, primary_name};
+
+/// Annotations that belong to the object they are on and must never be copied to another.
+const OBJECT_OWN_ANNOTATIONS: [&str; 2] = [
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "deployment.kubernetes.io/revision",
+];
+
+pub struct PrimaryInputs<'a> {
+    pub target: &'a Deployment,
+    pub label: &'a SelectorLabel,
+    /// `-include-label-prefix`: labels and annotations whose key starts with one of these are copied; `*` copies all.
+    pub include_label_prefixes: &'a [String],
+    pub owner: OwnerReference,
+    /// Replicas of the primary as it is now, kept when the target has already been scaled to 0.
+    pub current_primary_replicas: Option<i32>,
+}
+
+/// The primary Deployment: the target's pod template, with the selector label's value suffixed
+/// `-primary` so the primary's pods are told apart from the canary's.
+pub fn primary_deployment(inputs: &PrimaryInputs) -> Deployment {
+    let target = inputs.target;
+    let target_spec = target.spec.clone().unwrap_or_default();
+    let label = inputs.label;
+
+    let mut labels = copied(
+        target.metadata.labels.as_ref(),
+        inputs.include_label_prefixes,
+    );
+    labels.insert(label.key.clone(), label.primary_value());
+    let annotations = copied(
+        target.metadata.annotations.as_ref(),
+        inputs.include_label_prefixes,
+    );
+
+    let mut template = target_spec.template.clone();
+    let template_meta = template.metadata.get_or_insert_with(Default::default);
+    template_meta
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(label.key.clone(), label.primary_value());
+
+    let target_replicas = target_spec.replicas.unwrap_or(1);
+    let replicas = match (target_replicas, inputs.current_primary_replicas) {
+        (0, Some(current)) if current > 0 => current,
+        (0, _) => 1,
+        (n, _) => n,
+    };
+
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(primary_name(
+                target.metadata.name.as_deref().unwrap_or_default(),
+            )),
+            namespace: target.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            owner_references: Some(vec![inputs.owner.clone()]),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(label.primary_selector()),
+                match_expressions: None,
+            },
+            template,
+            paused: None,
+            ..target_spec
+        }),
+        status: None,
+    }
+}
+
+fn copied(
+    from: Option<&BTreeMap<String, String>>,
+    prefixes: &[String],
+) -> BTreeMap<String, String> {
+    let included = |key: &str| {
+        !OBJECT_OWN_ANNOTATIONS.contains(&key)
+            && prefixes.iter().any(|prefix| {
+                prefix == "*" || (!prefix.is_empty() && key.starts_with(prefix.as_str()))
+            })
+    };
+    from.into_iter()
+        .flatten()
+        .filter(|(k, _)| included(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn target(replicas: Option<i32>) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                name: Some("podinfo".into()),
+                namespace: Some("test".into()),
+                labels: Some(map(&[
+                    ("app", "podinfo"),
+                    ("team.example.com/owner", "web"),
+                    ("tier", "front"),
+                ])),
+                annotations: Some(map(&[(
+                    "kubectl.kubernetes.io/last-applied-configuration",
+                    "{}",
+                )])),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas,
+                selector: LabelSelector {
+                    match_labels: Some(map(&[("app", "podinfo")])),
+                    match_expressions: None,
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(map(&[("app", "podinfo"), ("v", "1")])),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        containers: vec![Container {
+                            name: "app".into(),
+                            image: Some("podinfo:1".into()),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                },
+                paused: Some(true),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn build(target: &Deployment, prefixes: &[&str], current: Option<i32>) -> Deployment {
+        let prefixes: Vec<String> = prefixes.iter().map(|s| s.to_string()).collect();
+        primary_deployment(&PrimaryInputs {
+            target,
+            label: &SelectorLabel {
+                key: "app".into(),
+                value: "podinfo".into(),
+            },
+            include_label_prefixes: &prefixes,
+            owner: OwnerReference {
+                name: "podinfo".into(),
+                ..Default::default()
+            },
+            current_primary_replicas: current,
+        })
+    }
+
+    #[test]
+    fn copies_the_template_and_relabels_the_selector() {
+        let primary = build(&target(Some(3)), &[], None);
+        assert_eq!(primary.metadata.name.as_deref(), Some("podinfo-primary"));
+        assert_eq!(primary.metadata.namespace.as_deref(), Some("test"));
+        assert_eq!(
+            primary.metadata.labels,
+            Some(map(&[("app", "podinfo-primary")]))
+        );
+        assert_eq!(primary.metadata.annotations, None);
+        let spec = primary.spec.expect("spec");
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.paused, None);
+        assert_eq!(
+            spec.selector.match_labels,
+            Some(map(&[("app", "podinfo-primary")]))
+        );
+        let template_labels = spec.template.metadata.and_then(|m| m.labels);
+        assert_eq!(
+            template_labels,
+            Some(map(&[("app", "podinfo-primary"), ("v", "1")]))
+        );
+        let image = spec
+            .template
+            .spec
+            .and_then(|s| s.containers[0].image.clone());
+        assert_eq!(image.as_deref(), Some("podinfo:1"));
+    }
+
+    #[test]
+    fn copies_labels_by_prefix() {
+        let only_team = build(&target(None), &["team.example.com/"], None);
+        assert_eq!(
+            only_team.metadata.labels,
+            Some(map(&[
+                ("app", "podinfo-primary"),
+                ("team.example.com/owner", "web")
+            ]))
+        );
+        let all = build(&target(None), &["*"], None);
+        assert_eq!(
+            all.metadata.labels,
+            Some(map(&[
+                ("app", "podinfo-primary"),
+                ("team.example.com/owner", "web"),
+                ("tier", "front")
+            ]))
+        );
+        assert_eq!(
+            all.metadata.annotations, None,
+            "last-applied-configuration is never copied"
+        );
+    }
+
+    #[test]
+    fn replicas_survive_a_target_already_scaled_to_zero() {
+        let cases = [
+            (Some(3), None, 3),
+            (None, None, 1),
+            (Some(0), Some(4), 4),
+            (Some(0), None, 1),
+            (Some(2), Some(4), 2),
+        ];
+        for (target_replicas, current, expected) in cases {
+            let primary = build(&target(target_replicas), &[], current);
+            assert_eq!(
+                primary.spec.and_then(|s| s.replicas),
+                Some(expected),
+                "{target_replicas:?} {current:?}"
+            );
+        }
+    }
+}

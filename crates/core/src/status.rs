@@ -1,0 +1,170 @@
+//! Status transitions: the phase, the `Promoted` condition and the revision fields, computed from
+//! the current status so that an unchanged outcome writes nothing.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use serin_api::canary::{CanaryCondition, PROMOTED_CONDITION};
+use serin_api::{CanaryStatus, Phase};
+
+/// `True` once a revision is serving (Initialized, Succeeded), `False` after a rollback, `Unknown` in between.
+pub fn promoted_status(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Initialized | Phase::Succeeded => "True",
+        Phase::Failed => "False",
+        _ => "Unknown",
+    }
+}
+
+/// The status with `phase` and a `Promoted` condition carrying `message`, or `None` when that is
+/// what the status already says (so nothing needs writing).
+pub fn transition(
+    current: &CanaryStatus,
+    phase: Phase,
+    message: &str,
+    now: Timestamp,
+) -> Option<CanaryStatus> {
+    let mut next = current.clone();
+    apply(&mut next, phase, message, now);
+    changed(current, &next).then_some(next)
+}
+
+/// The status of a Canary whose primary now runs `revision`, with traffic all on the primary.
+pub fn initialized(
+    current: &CanaryStatus,
+    revision: &str,
+    message: &str,
+    now: Timestamp,
+) -> Option<CanaryStatus> {
+    let mut next = current.clone();
+    apply(&mut next, Phase::Initialized, message, now);
+    next.canary_weight = Some(0);
+    next.failed_checks = Some(0);
+    next.iterations = Some(0);
+    next.last_applied_spec = Some(revision.to_string());
+    next.last_promoted_spec = Some(revision.to_string());
+    changed(current, &next).then_some(next)
+}
+
+pub fn promoted_condition(status: &CanaryStatus) -> Option<&CanaryCondition> {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == PROMOTED_CONDITION)
+}
+
+fn apply(status: &mut CanaryStatus, phase: Phase, message: &str, now: Timestamp) {
+    let now = Time(now);
+    if status.phase != Some(phase) || status.last_transition_time.is_none() {
+        status.last_transition_time = Some(now.clone());
+    }
+    status.phase = Some(phase);
+
+    let condition_status = promoted_status(phase);
+    let previous = promoted_condition(status).cloned();
+    let condition_changed = previous
+        .as_ref()
+        .is_none_or(|c| c.status != condition_status);
+    let condition = CanaryCondition {
+        type_: PROMOTED_CONDITION.to_string(),
+        status: condition_status.to_string(),
+        last_update_time: Some(now.clone()),
+        last_transition_time: if condition_changed {
+            Some(now)
+        } else {
+            previous.and_then(|c| c.last_transition_time)
+        },
+        reason: Some(phase.as_str().to_string()),
+        message: Some(message.to_string()),
+    };
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    conditions.retain(|c| c.type_ != PROMOTED_CONDITION);
+    conditions.push(condition);
+}
+
+fn changed(before: &CanaryStatus, after: &CanaryStatus) -> bool {
+    without_times(before) != without_times(after)
+}
+
+fn without_times(status: &CanaryStatus) -> CanaryStatus {
+    let mut status = status.clone();
+    status.last_transition_time = None;
+    for condition in status.conditions.iter_mut().flatten() {
+        condition.last_update_time = None;
+        condition.last_transition_time = None;
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).expect("valid timestamp")
+    }
+
+    #[test]
+    fn condition_follows_the_phase() {
+        let cases = [
+            (Phase::Initializing, "Unknown"),
+            (Phase::Initialized, "True"),
+            (Phase::Progressing, "Unknown"),
+            (Phase::Succeeded, "True"),
+            (Phase::Failed, "False"),
+        ];
+        for (phase, expected) in cases {
+            let next = transition(&CanaryStatus::default(), phase, "m", at(10)).expect("a change");
+            let condition = promoted_condition(&next).expect("Promoted condition");
+            assert_eq!(condition.status, expected, "{phase:?}");
+            assert_eq!(condition.reason.as_deref(), Some(phase.as_str()));
+            assert_eq!(next.phase, Some(phase));
+        }
+    }
+
+    #[test]
+    fn an_unchanged_outcome_writes_nothing() {
+        let first = transition(
+            &CanaryStatus::default(),
+            Phase::Initializing,
+            "waiting",
+            at(10),
+        )
+        .expect("a change");
+        assert_eq!(
+            transition(&first, Phase::Initializing, "waiting", at(20)),
+            None
+        );
+        let second = transition(&first, Phase::Initializing, "other message", at(20))
+            .expect("message changed");
+        assert_eq!(
+            second.last_transition_time,
+            Some(Time(at(10))),
+            "same phase keeps its transition time"
+        );
+    }
+
+    #[test]
+    fn initialized_records_the_revision_and_keeps_condition_history() {
+        let waiting = transition(
+            &CanaryStatus::default(),
+            Phase::Initializing,
+            "waiting",
+            at(10),
+        )
+        .expect("a change");
+        let done = initialized(&waiting, "s1-abc", "done", at(30)).expect("a change");
+        assert_eq!(done.phase, Some(Phase::Initialized));
+        assert_eq!(done.last_applied_spec.as_deref(), Some("s1-abc"));
+        assert_eq!(done.last_promoted_spec.as_deref(), Some("s1-abc"));
+        assert_eq!(
+            (done.canary_weight, done.failed_checks, done.iterations),
+            (Some(0), Some(0), Some(0))
+        );
+        assert_eq!(done.last_transition_time, Some(Time(at(30))));
+        let condition = promoted_condition(&done).expect("Promoted condition");
+        assert_eq!(condition.last_transition_time, Some(Time(at(30))));
+        assert_eq!(done.conditions.as_ref().map(Vec::len), Some(1));
+        assert_eq!(initialized(&done, "s1-abc", "done", at(40)), None);
+    }
+}
