@@ -8,6 +8,8 @@ use serde_with::skip_serializing_none;
 use crate::metric_template::SecretRef;
 
 #[skip_serializing_none]
+// clippy reads the repeated keys of printcolumn(...) as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "flagger.app",

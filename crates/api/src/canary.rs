@@ -17,6 +17,8 @@ pub const BUILTIN_METRICS: [&str; 2] = ["request-success-rate", "request-duratio
 pub const DURATION_RULE: &str = "self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')";
 
 #[skip_serializing_none]
+// clippy reads the repeated keys of printcolumn(...) as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "flagger.app",
