@@ -18,9 +18,14 @@ pins_hash="$(cat "$here"/build.sh "$here"/kubernetes/go.mod "$here"/kubernetes/g
 cache_root="${SERIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/serin}"
 out="$cache_root/upstream-k8s-$k8s_version-kwok-$kwok_version-$pins_hash"
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+# kwok's own stage definitions: nodes become Ready and keep heartbeating, pods become Ready and
+# are removed when deleted.
+kwok_stages=(node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml
+  pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml)
 
 complete() {
   for b in "${binaries[@]}"; do [[ -x "$out/$b" ]] || return 1; done
+  for s in "${kwok_stages[@]}"; do [[ -f "$out/kwok-stages/$(basename "$s")" ]] || return 1; done
 }
 
 if complete; then
@@ -51,9 +56,13 @@ log "kubernetes components built after $(( $(date +%s) - started ))s"
 log "building kwok $kwok_version"
 (cd "$here/kwok" && go build -ldflags "-s -w" -o "$out.partial/" sigs.k8s.io/kwok/cmd/kwok) >&2
 log "kwok built after $(( $(date +%s) - started ))s"
+kwok_dir="$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+mkdir -p "$out.partial/kwok-stages"
+for s in "${kwok_stages[@]}"; do cp "$kwok_dir/kustomize/stage/$s" "$out.partial/kwok-stages/"; done
 
 rm -rf "$out"
 mv "$out.partial" "$out"
 complete || { echo "error: the build finished but $out lacks one of: ${binaries[*]}" >&2; exit 1; }
+find "$cache_root" -maxdepth 1 -name 'upstream-*' ! -name "$(basename "$out")" -exec rm -rf {} +
 log "done in $(( $(date +%s) - started ))s: $out"
 echo "$out"

@@ -1,1 +1,193 @@
+//! A real local Kubernetes control plane for serin's tests and demo: etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler and kwok (as the kubelet of fake nodes), built from the
+//! upstream Go modules by `hack/upstream/build.sh` and started as processes on 127.0.0.1.
+//!
+//! Set `SERIN_TESTENV=existing` to use the cluster of `KUBECONFIG` instead; namespaces the
+//! tests create are then deleted by [`TestEnv::teardown`].
 
+mod certs;
+mod control_plane;
+mod error;
+mod upstream;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+
+pub use control_plane::ControlPlane;
+pub use error::Error;
+
+/// Options for a new control plane.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Fake nodes that kwok runs pods on.
+    pub nodes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { nodes: 2 }
+    }
+}
+
+pub struct TestEnv {
+    client: Client,
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+    control_plane: Option<ControlPlane>,
+    namespaces: Mutex<Vec<String>>,
+    counter: AtomicUsize,
+}
+
+impl TestEnv {
+    /// Starts a local control plane, or attaches to `KUBECONFIG`'s cluster when `SERIN_TESTENV=existing`.
+    pub async fn start(options: Options) -> Result<TestEnv, Error> {
+        if std::env::var("SERIN_TESTENV").as_deref() == Ok("existing") {
+            return Self::attach().await;
+        }
+        let binaries = upstream::binaries()?;
+        let control_plane = ControlPlane::start(&binaries, options.nodes).await?;
+        Ok(TestEnv {
+            client: control_plane.client().clone(),
+            kubeconfig: control_plane.kubeconfig().to_path_buf(),
+            kubectl: binaries.join("kubectl"),
+            control_plane: Some(control_plane),
+            namespaces: Mutex::new(Vec::new()),
+            counter: AtomicUsize::new(0),
+        })
+    }
+
+    async fn attach() -> Result<TestEnv, Error> {
+        let kubeconfig = std::env::var_os("KUBECONFIG")
+            .map(PathBuf::from)
+            .ok_or(Error::MissingKubeconfig)?;
+        let client = Client::try_default().await.map_err(Error::Kube)?;
+        Ok(TestEnv {
+            client,
+            kubeconfig,
+            kubectl: PathBuf::from("kubectl"),
+            control_plane: None,
+            namespaces: Mutex::new(Vec::new()),
+            counter: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The kubectl built with the control plane (or the one on PATH for an existing cluster).
+    pub fn kubectl(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.kubectl);
+        command
+            .env("KUBECONFIG", &self.kubeconfig)
+            .kill_on_drop(true);
+        command
+    }
+
+    /// A fresh namespace named `<prefix>-<n>`, deleted on teardown when attached to an existing cluster.
+    pub async fn namespace(&self, prefix: &str) -> Result<String, Error> {
+        let n = self.counter.fetch_add(1, Ordering::SeqCst);
+        let name = format!("{prefix}-{}-{n}", std::process::id());
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(self.client())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .map_err(Error::Kube)?;
+        if let Ok(mut namespaces) = self.namespaces.lock() {
+            namespaces.push(name.clone());
+        }
+        Ok(name)
+    }
+
+    /// Installs serin's CRDs and waits until the API server serves them.
+    pub async fn install_crds(&self) -> Result<(), Error> {
+        install_crds(&self.client()).await
+    }
+
+    /// Deletes the namespaces the tests created (on an existing cluster) and stops every process.
+    pub async fn teardown(self) {
+        if self.control_plane.is_none() {
+            let namespaces: Vec<String> = self
+                .namespaces
+                .lock()
+                .map(|n| n.clone())
+                .unwrap_or_default();
+            let api = Api::<Namespace>::all(self.client.clone());
+            for name in namespaces {
+                if let Err(error) = api.delete(&name, &DeleteParams::background()).await {
+                    tracing::warn!(namespace = %name, %error, "could not delete test namespace");
+                }
+            }
+        }
+        drop(self.control_plane);
+    }
+}
+
+/// Applies serin's CRDs with server-side apply and waits until each is Established.
+pub async fn install_crds(client: &Client) -> Result<(), Error> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let params = PatchParams::apply("serin").force();
+    for crd in serin_api::crd::all() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .map_err(Error::Kube)?;
+        wait_for(
+            Duration::from_secs(30),
+            &format!("CRD {name} to be established"),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await.ok()?;
+                    let established = crd
+                        .status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    established.then_some(())
+                }
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or fails after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: what.to_string(),
+                after: timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,357 @@
+//! Starting and stopping the upstream processes that make up the local control plane.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tempfile::TempDir;
+
+use crate::certs::Pki;
+use crate::{Error, wait_for};
+
+const NODE_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The running processes; dropping it stops them all and removes their data directory
+/// (kept when `SERIN_TESTENV_KEEP` is set, for debugging).
+pub struct ControlPlane {
+    processes: Vec<Process>,
+    client: Client,
+    kubeconfig: PathBuf,
+    dir: Option<TempDir>,
+}
+
+struct Process {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl ControlPlane {
+    pub async fn start(binaries: &Path, nodes: usize) -> Result<ControlPlane, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("serin-testenv-")
+            .tempdir()?;
+        let root = dir.path().to_path_buf();
+        Pki::generate()?.write(&root)?;
+        let (etcd_port, etcd_peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+        let kubeconfig = root.join("kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&root, api_port))?;
+        let client = client_for(&kubeconfig).await?;
+        let mut plane = ControlPlane {
+            processes: Vec::new(),
+            client,
+            kubeconfig: kubeconfig.clone(),
+            dir: Some(dir),
+        };
+
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
+        plane.spawn(
+            binaries,
+            "etcd",
+            &[
+                "--name=default".into(),
+                format!("--data-dir={}", root.join("etcd").display()),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=default={peer_url}"),
+                "--unsafe-no-fsync".into(),
+                "--log-level=warn".into(),
+            ],
+        )?;
+        plane
+            .wait_until("etcd to accept connections", || async move {
+                TcpStream::connect(("127.0.0.1", etcd_port))
+                    .ok()
+                    .map(|_| ())
+            })
+            .await?;
+
+        let file = |name: &str| root.join(name).display().to_string();
+        plane.spawn(
+            binaries,
+            "kube-apiserver",
+            &[
+                format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--secure-port={api_port}"),
+                format!("--cert-dir={}", file("apiserver-certs")),
+                format!("--tls-cert-file={}", file("apiserver.crt")),
+                format!("--tls-private-key-file={}", file("apiserver.key")),
+                format!("--client-ca-file={}", file("ca.crt")),
+                format!("--service-account-key-file={}", file("service-account.pub")),
+                format!(
+                    "--service-account-signing-key-file={}",
+                    file("service-account.key")
+                ),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                "--service-cluster-ip-range=10.96.0.0/16".into(),
+                "--authorization-mode=RBAC".into(),
+                "--endpoint-reconciler-type=none".into(),
+                "--allow-privileged=true".into(),
+                "--profiling=false".into(),
+            ],
+        )?;
+        let client = plane.client.clone();
+        plane
+            .wait_until("kube-apiserver to serve requests", || {
+                let api = Api::<Namespace>::all(client.clone());
+                async move { api.get("default").await.ok().map(|_| ()) }
+            })
+            .await?;
+
+        let kubeconfig_flag = format!("--kubeconfig={}", kubeconfig.display());
+        plane.spawn(
+            binaries,
+            "kube-controller-manager",
+            &[
+                kubeconfig_flag.clone(),
+                "--leader-elect=false".into(),
+                "--secure-port=0".into(),
+                format!(
+                    "--service-account-private-key-file={}",
+                    file("service-account.key")
+                ),
+                format!("--root-ca-file={}", file("ca.crt")),
+                "--controllers=*".into(),
+            ],
+        )?;
+        plane.spawn(
+            binaries,
+            "kube-scheduler",
+            &[
+                kubeconfig_flag.clone(),
+                "--leader-elect=false".into(),
+                "--secure-port=0".into(),
+            ],
+        )?;
+        plane.spawn(
+            binaries,
+            "kwok",
+            &[
+                kubeconfig_flag,
+                "--manage-all-nodes=false".into(),
+                format!(
+                    "--manage-nodes-with-annotation-selector={}={}",
+                    NODE_ANNOTATION.0, NODE_ANNOTATION.1
+                ),
+                "--cidr=10.244.0.0/16".into(),
+                "--node-ip=10.1.0.1".into(),
+                format!("--config={}", kwok_stages(binaries)?),
+            ],
+        )?;
+        plane.add_nodes(nodes).await?;
+        Ok(plane)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    fn spawn(&mut self, binaries: &Path, name: &'static str, args: &[String]) -> Result<(), Error> {
+        let path = binaries.join(name);
+        let log = self.kubeconfig.with_file_name(format!("{name}.log"));
+        let out = File::create(&log)?;
+        let child = Command::new(&path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                name: name.to_string(),
+                path: path.clone(),
+                source,
+            })?;
+        tracing::debug!(name, pid = child.id(), "started");
+        self.processes.push(Process { name, child, log });
+        Ok(())
+    }
+
+    /// Like [`wait_for`], but fails at once with the process's log when one of them exits.
+    async fn wait_until<F, Fut>(&mut self, what: &str, mut check: F) -> Result<(), Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<()>>,
+    {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            self.check_running()?;
+            if check().await.is_some() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: what.to_string(),
+                    after: START_TIMEOUT,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn check_running(&mut self) -> Result<(), Error> {
+        for process in &mut self.processes {
+            if let Some(status) = process.child.try_wait()? {
+                let log = std::fs::read_to_string(&process.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+                return Err(Error::Exited {
+                    name: process.name.to_string(),
+                    status,
+                    log: process.log.clone(),
+                    tail,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_nodes(&mut self, count: usize) -> Result<(), Error> {
+        let nodes = Api::<Node>::all(self.client.clone());
+        for i in 0..count {
+            let name = format!("kwok-node-{i}");
+            let node = Node {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    labels: Some(BTreeMap::from([
+                        ("type".to_string(), "kwok".to_string()),
+                        ("kubernetes.io/hostname".to_string(), name.clone()),
+                    ])),
+                    annotations: Some(BTreeMap::from([(
+                        NODE_ANNOTATION.0.to_string(),
+                        NODE_ANNOTATION.1.to_string(),
+                    )])),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            nodes
+                .create(&PostParams::default(), &node)
+                .await
+                .map_err(Error::Kube)?;
+        }
+        self.wait_until("kwok nodes to become Ready", || {
+            let nodes = nodes.clone();
+            async move {
+                let list = nodes.list(&Default::default()).await.ok()?;
+                let ready = list.items.iter().filter(|n| is_ready(n)).count();
+                (ready >= count).then_some(())
+            }
+        })
+        .await?;
+        // Pods need the namespace's default ServiceAccount, which the controller-manager creates.
+        let client = self.client.clone();
+        wait_for(START_TIMEOUT, "the default ServiceAccount", || {
+            let api = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+                client.clone(),
+                "default",
+            );
+            async move { api.get("default").await.ok().map(|_| ()) }
+        })
+        .await
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        while let Some(mut process) = self.processes.pop() {
+            if let Err(error) = process.child.kill() {
+                tracing::warn!(name = process.name, %error, "could not stop");
+            }
+            let _ = process.child.wait();
+        }
+        if std::env::var_os("SERIN_TESTENV_KEEP").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("testenv: kept {}", dir.keep().display());
+        }
+    }
+}
+
+fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+}
+
+/// The stage files `hack/upstream/build.sh` copied from the kwok module, comma-separated.
+fn kwok_stages(binaries: &Path) -> Result<String, Error> {
+    let dir = binaries.join("kwok-stages");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path().display().to_string())
+        .filter(|path| path.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::UpstreamBuild(format!(
+            "no kwok stage files in {}",
+            dir.display()
+        )));
+    }
+    Ok(files.join(","))
+}
+
+fn free_port() -> Result<u16, Error> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+fn kubeconfig_yaml(dir: &Path, api_port: u16) -> String {
+    let path = |name: &str| dir.join(name).display().to_string();
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: serin-testenv
+  cluster:
+    server: https://127.0.0.1:{api_port}
+    certificate-authority: {ca}
+users:
+- name: admin
+  user:
+    client-certificate: {cert}
+    client-key: {key}
+contexts:
+- name: serin-testenv
+  context:
+    cluster: serin-testenv
+    user: admin
+current-context: serin-testenv
+",
+        ca = path("ca.crt"),
+        cert = path("admin.crt"),
+        key = path("admin.key"),
+    )
+}
+
+async fn client_for(kubeconfig: &Path) -> Result<Client, Error> {
+    let kubeconfig =
+        Kubeconfig::read_from(kubeconfig).map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    Client::try_from(config).map_err(Error::Kube)
+}
