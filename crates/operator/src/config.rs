@@ -1,0 +1,28 @@
+use serin_core::naming::DEFAULT_SELECTOR_LABELS;
+
+/// What the operator's flags decide.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Watch Canaries of this namespace only (`-namespace`); all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// `-selector-labels`: the labels that identify a target's pods, in order of preference.
+    pub selector_labels: Vec<String>,
+    /// `-include-label-prefix`: labels and annotations copied from the target to the primary.
+    pub include_label_prefixes: Vec<String>,
+    /// Name this operator gives itself in Events and field managers.
+    pub controller_name: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: None,
+            selector_labels: DEFAULT_SELECTOR_LABELS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            include_label_prefixes: Vec::new(),
+            controller_name: "serin".to_string(),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The watch loop: Canaries, and the Deployments they target or own, through shared caches.
+//! A change to either reconciles the Canaries concerned at once; nothing polls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serin_api::{Canary, Phase};
+use serin_core::naming::primary_name;
+use tracing::Instrument;
+
+use crate::{Config, Error, initialize};
+
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub recorder: Recorder,
+}
+
+/// Runs the operator until the process is asked to stop (SIGTERM or Ctrl-C).
+pub async fn run(client: Client, config: Config) {
+    let (canaries, deployments) = match &config.namespace {
+        Some(namespace) => (
+            Api::<Canary>::namespaced(client.clone(), namespace),
+            Api::<Deployment>::namespaced(client.clone(), namespace),
+        ),
+        None => (
+            Api::<Canary>::all(client.clone()),
+            Api::<Deployment>::all(client.clone()),
+        ),
+    };
+    let reporter = Reporter {
+        controller: config.controller_name.clone(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let context = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        config,
+    });
+
+    let controller = Controller::new(canaries, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    controller
+        .watches(
+            deployments,
+            watcher::Config::default().any_semantic(),
+            move |deployment| canaries_of(&store, &deployment),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+/// The Canaries that target a Deployment or own it as their primary.
+fn canaries_of(store: &Store<Canary>, deployment: &Deployment) -> Vec<ObjectRef<Canary>> {
+    let namespace = deployment.namespace();
+    let name = deployment.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|canary| canary.namespace() == namespace)
+        .filter(|canary| {
+            let target = &canary.spec.target_ref.name;
+            *target == name || primary_name(target) == name
+        })
+        .map(|canary| ObjectRef::from_obj(canary.as_ref()))
+        .collect()
+}
+
+async fn reconcile(canary: Arc<Canary>, context: Arc<Context>) -> Result<Action, Error> {
+    let span = tracing::info_span!("canary", canary = %format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any()));
+    async move {
+        if canary.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        let phase = canary
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or_default();
+        match phase {
+            Phase::Unset | Phase::Initializing => initialize::run(&canary, &context).await,
+            _ => Ok(Action::await_change()),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn error_policy(canary: Arc<Canary>, error: &Error, _context: Arc<Context>) -> Action {
+    tracing::warn!(
+        canary = %format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any()),
+        reason = error.reason(),
+        %error,
+        "reconcile failed; retrying in 5s"
+    );
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,168 @@
+//! Initialization of a new Canary: the primary copy of the target, the three Services, and the
+//! target scaled to zero once the primary serves. Every step is idempotent and re-derived from
+//! the cluster, so an interrupted initialization simply continues.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use serin_api::canary::TargetKind;
+use serin_api::{Canary, Phase};
+use serin_core::naming::{primary_name, selector_label};
+use serin_core::primary::{PrimaryInputs, primary_deployment};
+use serin_core::readiness::{self, Readiness};
+use serin_core::revision::pod_template_hash;
+use serin_core::services::{ServiceInputs, services};
+use serin_core::status;
+
+use crate::Error;
+use crate::apply::apply;
+use crate::controller::Context;
+use crate::report::{Note, report};
+use crate::workload::deployment::scale_to_zero;
+
+/// Re-checks a primary that is still rolling out even if no watch event arrives.
+const READINESS_RECHECK: Duration = Duration::from_secs(10);
+
+pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
+    let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+    let name = canary.name_any();
+    let current = canary.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let target_ref = &canary.spec.target_ref;
+
+    if target_ref.kind != TargetKind::Deployment {
+        let message = format!(
+            "targetRef.kind {:?} is not supported by this serin version; target a Deployment",
+            target_ref.kind
+        );
+        problem(context, canary, "UnsupportedTarget", message).await?;
+        return Ok(Action::await_change());
+    }
+
+    let deployments = Api::<Deployment>::namespaced(context.client.clone(), &namespace);
+    let Some(target) = deployments.get_opt(&target_ref.name).await? else {
+        let message = format!(
+            "target Deployment {namespace}/{} not found: create it or fix spec.targetRef.name",
+            target_ref.name
+        );
+        problem(context, canary, "TargetNotFound", message).await?;
+        return Ok(Action::await_change());
+    };
+
+    let match_labels = target
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.clone())
+        .unwrap_or_default();
+    let Some(label) = selector_label(&match_labels, &context.config.selector_labels) else {
+        let message = format!(
+            "Deployment {namespace}/{} has none of the labels {} in spec.selector.matchLabels: add one, or list yours with -selector-labels",
+            target_ref.name,
+            context.config.selector_labels.join(", ")
+        );
+        problem(context, canary, "SelectorLabelMissing", message).await?;
+        return Ok(Action::await_change());
+    };
+
+    let Some(owner) = canary.controller_owner_ref(&()) else {
+        return Err(Error::MissingNamespace);
+    };
+    let existing_primary = deployments.get_opt(&primary_name(&target_ref.name)).await?;
+    let primary = primary_deployment(&PrimaryInputs {
+        target: &target,
+        label: &label,
+        include_label_prefixes: &context.config.include_label_prefixes,
+        owner: owner.clone(),
+        current_primary_replicas: existing_primary.and_then(|p| p.spec.and_then(|s| s.replicas)),
+    });
+    let primary = apply(&deployments, &primary).await?;
+
+    let template = target
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
+    let service_api = Api::<Service>::namespaced(context.client.clone(), &namespace);
+    for service in services(&ServiceInputs {
+        spec: &canary.spec,
+        namespace: &namespace,
+        label: &label,
+        owner,
+        template: &template,
+    }) {
+        apply(&service_api, &service).await?;
+    }
+
+    let analysis = canary.spec.analysis();
+    let threshold = analysis
+        .and_then(|a| a.primary_ready_threshold)
+        .unwrap_or(100);
+    match readiness::deployment(
+        &primary,
+        threshold,
+        canary.spec.progress_deadline_seconds(),
+        now,
+    ) {
+        Readiness::Ready => {}
+        Readiness::Waiting(message) => {
+            let next = status::transition(&current, Phase::Initializing, &message, now);
+            let note = (current.phase != Some(Phase::Initializing)).then(|| Note {
+                type_: EventType::Normal,
+                reason: "Initializing",
+                message: format!("initializing {namespace}/{name}: {message}"),
+            });
+            report(context, canary, next, note).await?;
+            return Ok(Action::requeue(READINESS_RECHECK));
+        }
+        Readiness::Failed(message) => {
+            let message = format!(
+                "primary is not ready: {message}; fix the target's pod template or resources"
+            );
+            problem(context, canary, "PrimaryNotReady", message).await?;
+            return Ok(Action::requeue(READINESS_RECHECK));
+        }
+    }
+
+    scale_to_zero(&deployments, &target).await?;
+    let revision = pod_template_hash(&template);
+    let next = status::initialized(
+        &current,
+        &revision,
+        "Deployment initialization completed.",
+        now,
+    );
+    let note = Note {
+        type_: EventType::Normal,
+        reason: "Initialized",
+        message: format!("Initialization done! {name}.{namespace}"),
+    };
+    report(context, canary, next, Some(note)).await?;
+    Ok(Action::await_change())
+}
+
+/// Reports what keeps the Canary from initializing, as its status message and a Warning Event.
+async fn problem(
+    context: &Context,
+    canary: &Canary,
+    reason: &'static str,
+    message: String,
+) -> Result<(), Error> {
+    let current = canary.status.clone().unwrap_or_default();
+    let next = status::transition(&current, Phase::Initializing, &message, Timestamp::now());
+    report(
+        context,
+        canary,
+        next,
+        Some(Note {
+            type_: EventType::Warning,
+            reason,
+            message,
+        }),
+    )
+    .await
+}

@@ -1,0 +1,3 @@
+//! The workloads a Canary manages: its target and the primary copy.
+
+pub mod deployment;

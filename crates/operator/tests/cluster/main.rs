@@ -1,0 +1,74 @@
+//! Cluster tests: serin's operator against a real kube-apiserver, controller-manager, scheduler
+//! and kwok (see serin-testenv). One control plane and one operator serve every test, each test
+//! in its own namespace, as canaries share an operator in real clusters.
+
+mod initialization;
+mod support;
+mod validation;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use serin_testenv::{Options, TestEnv};
+
+type Scenario =
+    fn(Arc<TestEnv>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Failed>> + Send>>;
+
+macro_rules! scenarios {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        vec![$((stringify!($name), (|env| Box::pin($module::$name(env))) as Scenario)),*]
+    };
+}
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // The tests mostly wait on the cluster, so run more of them at once than there are cores.
+    args.test_threads = args.test_threads.or(Some(8));
+    let scenarios = scenarios![
+        validation::invalid_canaries_are_rejected_with_a_message,
+        validation::a_complete_canary_is_accepted,
+        initialization::a_canary_is_initialized,
+        initialization::a_missing_target_is_reported_then_picked_up,
+        initialization::a_target_without_selector_label_is_reported,
+        initialization::a_v1alpha3_canary_with_canary_analysis_is_served,
+    ];
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("could not start the tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.list {
+        let trials = scenarios
+            .into_iter()
+            .map(|(name, _)| Trial::test(name, || Ok(())))
+            .collect();
+        return libtest_mimic::run(&args, trials).exit_code();
+    }
+    let env = match runtime.block_on(support::start_cluster(Options { nodes: 3 })) {
+        Ok(env) => Arc::new(env),
+        Err(error) => {
+            eprintln!("could not start the test cluster: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let trials = scenarios
+        .into_iter()
+        .map(|(name, scenario)| {
+            let env = env.clone();
+            let handle = runtime.handle().clone();
+            Trial::test(name, move || handle.block_on(scenario(env)))
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Ok(env) = Arc::try_unwrap(env) {
+        runtime.block_on(env.teardown());
+    }
+    conclusion.exit_code()
+}
