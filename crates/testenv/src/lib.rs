@@ -8,6 +8,7 @@
 mod certs;
 mod control_plane;
 mod error;
+pub mod fixtures;
 mod upstream;
 
 use std::path::{Path, PathBuf};

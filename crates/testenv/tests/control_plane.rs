@@ -1,12 +1,11 @@
 //! The local control plane really runs workloads: a Deployment rolls out on kwok's fake nodes.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
+use serin_testenv::fixtures::deployment;
 use serin_testenv::{Options, TestEnv, wait_for};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -15,36 +14,7 @@ async fn a_deployment_becomes_available_on_kwok_nodes() {
         .await
         .expect("control plane starts");
     let namespace = env.namespace("smoke").await.expect("namespace");
-    let labels = BTreeMap::from([("app".to_string(), "web".to_string())]);
-    let deployment = Deployment {
-        metadata: ObjectMeta {
-            name: Some("web".into()),
-            ..Default::default()
-        },
-        spec: Some(DeploymentSpec {
-            replicas: Some(3),
-            selector: LabelSelector {
-                match_labels: Some(labels.clone()),
-                match_expressions: None,
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![Container {
-                        name: "web".into(),
-                        image: Some("web:1".into()),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        status: None,
-    };
+    let deployment = deployment("web", &[("app", "web")], 3);
     let deployments = Api::<Deployment>::namespaced(env.client(), &namespace);
     deployments
         .create(&PostParams::default(), &deployment)

@@ -12,9 +12,10 @@ use serin_api::{Canary, Phase};
 use serin_testenv::{TestEnv, wait_for};
 
 use crate::support::{
-    TIMEOUT, create_canary, create_deployment, deployment, ensure, example, kubectl,
-    wait_for_event, wait_for_message, wait_for_phase,
+    TIMEOUT, create_canary, create_deployment, ensure, example, kubectl, wait_for_event,
+    wait_for_message, wait_for_phase,
 };
+use serin_testenv::fixtures::deployment;
 
 fn selector_of(service: &Service) -> Vec<(String, String)> {
     service

@@ -1,12 +1,10 @@
 //! What the cluster tests share: the cluster with serin running, object builders and waits.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Container, ContainerPort, Event, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 use libtest_mimic::Failed;
 use serin_api::{Canary, Phase};
@@ -27,48 +25,6 @@ pub async fn start_cluster(options: Options) -> Result<TestEnv, serin_testenv::E
 
 pub fn example(path: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples")).join(path)
-}
-
-pub fn deployment(name: &str, labels: &[(&str, &str)], replicas: i32) -> Deployment {
-    let labels: BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Deployment {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        },
-        spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(labels.clone()),
-                match_expressions: None,
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![Container {
-                        name: "app".into(),
-                        image: Some(format!("{name}:1")),
-                        ports: Some(vec![ContainerPort {
-                            name: Some("http".into()),
-                            container_port: 9898,
-                            ..Default::default()
-                        }]),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        status: None,
-    }
 }
 
 pub async fn create_deployment(
