@@ -30,12 +30,7 @@ pub const DURATION_RULE: &str = "self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms
     doc = "A Canary rolls every new revision of its target out gradually, checking metrics and webhooks at each step.",
     printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Weight", type_ = "string", json_path = ".status.canaryWeight"),
-    printcolumn(
-        name = "Suspended",
-        type_ = "boolean",
-        json_path = ".spec.suspend",
-        priority = "1"
-    ),
+    printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend", priority = "1"),
     printcolumn(
         name = "FailedChecks",
         type_ = "string",
@@ -314,9 +309,7 @@ pub struct CanaryAlert {
     pub provider_ref: CrossNamespaceRef,
 }
 
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
 pub enum AlertSeverity {
     /// Unset; read as `info`.
     #[default]
@@ -539,10 +532,7 @@ impl CanarySpec {
 
     /// Name of the generated Services.
     pub fn service_name(&self) -> &str {
-        self.service
-            .name
-            .as_deref()
-            .unwrap_or(&self.target_ref.name)
+        self.service.name.as_deref().unwrap_or(&self.target_ref.name)
     }
 
     pub fn progress_deadline_seconds(&self) -> i32 {

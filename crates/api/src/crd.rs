@@ -1,14 +1,13 @@
 //! The CustomResourceDefinitions serin installs, as `serin crds` prints them.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, JSONSchemaProps,
-};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{CustomResourceDefinition, JSONSchemaProps};
 use kube::CustomResourceExt;
 
 use crate::{AlertProvider, Canary, MetricTemplate};
 
 pub const LEGACY_VERSION: &str = "v1alpha3";
-pub const LEGACY_DEPRECATION_WARNING: &str = "flagger.app/v1alpha3 Canary is deprecated; use flagger.app/v1beta1 (rename canaryAnalysis to analysis)";
+pub const LEGACY_DEPRECATION_WARNING: &str =
+    "flagger.app/v1alpha3 Canary is deprecated; use flagger.app/v1beta1 (rename canaryAnalysis to analysis)";
 
 /// The three CRDs, Canary first.
 pub fn all() -> Vec<CustomResourceDefinition> {
@@ -25,20 +24,14 @@ fn declare_object_meta_fields(crd: &mut CustomResourceDefinition) {
         ..Default::default()
     };
     for version in &mut crd.spec.versions {
-        let Some(schema) = version
-            .schema
-            .as_mut()
-            .and_then(|s| s.open_api_v3_schema.as_mut())
-        else {
+        let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) else {
             continue;
         };
         let properties = schema.properties.get_or_insert_with(Default::default);
         properties
             .entry("apiVersion".to_string())
             .or_insert_with(|| typed("string"));
-        properties
-            .entry("kind".to_string())
-            .or_insert_with(|| typed("string"));
+        properties.entry("kind".to_string()).or_insert_with(|| typed("string"));
         properties
             .entry("metadata".to_string())
             .or_insert_with(|| typed("object"));

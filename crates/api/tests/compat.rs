@@ -82,9 +82,7 @@ fn every_flagger_field_path_is_in_the_schema() {
             panic!("malformed line {line:?}");
         };
         let version = group_version.rsplit('/').next().expect("version");
-        let crd = crds
-            .get(kind)
-            .unwrap_or_else(|| panic!("no CRD for {kind}"));
+        let crd = crds.get(kind).unwrap_or_else(|| panic!("no CRD for {kind}"));
         let mut found = BTreeSet::new();
         paths(&schema(crd, version), "", &mut found);
         if !found.contains(path) {
@@ -153,21 +151,15 @@ fn printer_columns_categories_and_status_subresource_match_flagger() {
         };
         let name = rest.split_whitespace().next().expect("name").to_string();
         let priority = field("priority=").parse().expect("priority");
-        expected.entry(kind.clone()).or_default().push((
-            name,
-            field("type="),
-            field("jsonPath="),
-            priority,
-        ));
+        expected
+            .entry(kind.clone())
+            .or_default()
+            .push((name, field("type="), field("jsonPath="), priority));
     }
     assert_eq!(expected.len(), 3);
     for (kind, columns) in expected {
         let crd = &crds[&kind];
-        assert_eq!(
-            crd.spec.names.categories,
-            Some(vec!["all".to_string()]),
-            "{kind}"
-        );
+        assert_eq!(crd.spec.names.categories, Some(vec!["all".to_string()]), "{kind}");
         for version in &crd.spec.versions {
             let actual: Vec<(String, String, String, i32)> = version
                 .additional_printer_columns
@@ -184,11 +176,7 @@ fn printer_columns_categories_and_status_subresource_match_flagger() {
                 .collect();
             assert_eq!(actual, columns, "{kind} {}", version.name);
             assert!(
-                version
-                    .subresources
-                    .as_ref()
-                    .and_then(|s| s.status.as_ref())
-                    .is_some(),
+                version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
                 "{kind} status subresource"
             );
         }
@@ -204,10 +192,7 @@ fn v1alpha3_is_served_deprecated_with_the_v1beta1_schema() {
         .iter()
         .map(|v| (v.name.as_str(), v.served, v.storage))
         .collect();
-    assert_eq!(
-        names,
-        vec![("v1beta1", true, true), ("v1alpha3", true, false)]
-    );
+    assert_eq!(names, vec![("v1beta1", true, true), ("v1alpha3", true, false)]);
     let legacy = &canary.spec.versions[1];
     assert_eq!(legacy.deprecated, Some(true));
     assert!(

@@ -1,3 +1,7 @@
+mod demo;
+mod flags;
+mod operator;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -15,12 +19,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator against the cluster of the kubeconfig (or the one it runs in).
+    /// Flagger's flags are accepted with one dash or two.
+    Operator(Box<operator::OperatorArgs>),
     /// Print the CustomResourceDefinitions serin serves (Canary, MetricTemplate, AlertProvider) as YAML.
     Crds,
+    /// Start a local control plane (kwok simulates the pods), run serin on it and initialize the example Canary.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(flags::with_double_dashes(std::env::args_os()));
     match cli.command {
         Command::Crds => match serin_api::crd::to_yaml() {
             Ok(yaml) => {
@@ -32,5 +41,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Operator(args) => operator::main(*args),
+        Command::Demo(args) => demo::main(args),
     }
 }

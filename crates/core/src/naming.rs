@@ -36,10 +36,7 @@ impl SelectorLabel {
 }
 
 /// The first of `candidates` present in the target's selector.
-pub fn selector_label(
-    match_labels: &BTreeMap<String, String>,
-    candidates: &[String],
-) -> Option<SelectorLabel> {
+pub fn selector_label(match_labels: &BTreeMap<String, String>, candidates: &[String]) -> Option<SelectorLabel> {
     candidates.iter().find_map(|key| {
         match_labels.get(key).map(|value| SelectorLabel {
             key: key.clone(),
@@ -53,17 +50,11 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn defaults() -> Vec<String> {
-        DEFAULT_SELECTOR_LABELS
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        DEFAULT_SELECTOR_LABELS.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
@@ -96,10 +87,7 @@ mod tests {
             key: "app".into(),
             value: "podinfo".into(),
         };
-        assert_eq!(
-            label.primary_selector(),
-            labels(&[("app", "podinfo-primary")])
-        );
+        assert_eq!(label.primary_selector(), labels(&[("app", "podinfo-primary")]));
         assert_eq!(label.canary_selector(), labels(&[("app", "podinfo")]));
     }
 }

@@ -30,15 +30,9 @@ pub fn primary_deployment(inputs: &PrimaryInputs) -> Deployment {
     let target_spec = target.spec.clone().unwrap_or_default();
     let label = inputs.label;
 
-    let mut labels = copied(
-        target.metadata.labels.as_ref(),
-        inputs.include_label_prefixes,
-    );
+    let mut labels = copied(target.metadata.labels.as_ref(), inputs.include_label_prefixes);
     labels.insert(label.key.clone(), label.primary_value());
-    let annotations = copied(
-        target.metadata.annotations.as_ref(),
-        inputs.include_label_prefixes,
-    );
+    let annotations = copied(target.metadata.annotations.as_ref(), inputs.include_label_prefixes);
 
     let mut template = target_spec.template.clone();
     let template_meta = template.metadata.get_or_insert_with(Default::default);
@@ -56,9 +50,7 @@ pub fn primary_deployment(inputs: &PrimaryInputs) -> Deployment {
 
     Deployment {
         metadata: ObjectMeta {
-            name: Some(primary_name(
-                target.metadata.name.as_deref().unwrap_or_default(),
-            )),
+            name: Some(primary_name(target.metadata.name.as_deref().unwrap_or_default())),
             namespace: target.metadata.namespace.clone(),
             labels: Some(labels),
             annotations: (!annotations.is_empty()).then_some(annotations),
@@ -79,15 +71,12 @@ pub fn primary_deployment(inputs: &PrimaryInputs) -> Deployment {
     }
 }
 
-fn copied(
-    from: Option<&BTreeMap<String, String>>,
-    prefixes: &[String],
-) -> BTreeMap<String, String> {
+fn copied(from: Option<&BTreeMap<String, String>>, prefixes: &[String]) -> BTreeMap<String, String> {
     let included = |key: &str| {
         !OBJECT_OWN_ANNOTATIONS.contains(&key)
-            && prefixes.iter().any(|prefix| {
-                prefix == "*" || (!prefix.is_empty() && key.starts_with(prefix.as_str()))
-            })
+            && prefixes
+                .iter()
+                .any(|prefix| prefix == "*" || (!prefix.is_empty() && key.starts_with(prefix.as_str())))
     };
     from.into_iter()
         .flatten()
@@ -102,10 +91,7 @@ mod tests {
     use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn target(replicas: Option<i32>) -> Deployment {
@@ -118,10 +104,7 @@ mod tests {
                     ("team.example.com/owner", "web"),
                     ("tier", "front"),
                 ])),
-                annotations: Some(map(&[(
-                    "kubectl.kubernetes.io/last-applied-configuration",
-                    "{}",
-                )])),
+                annotations: Some(map(&[("kubectl.kubernetes.io/last-applied-configuration", "{}")])),
                 ..Default::default()
             },
             spec: Some(DeploymentSpec {
@@ -173,27 +156,15 @@ mod tests {
         let primary = build(&target(Some(3)), &[], None);
         assert_eq!(primary.metadata.name.as_deref(), Some("podinfo-primary"));
         assert_eq!(primary.metadata.namespace.as_deref(), Some("test"));
-        assert_eq!(
-            primary.metadata.labels,
-            Some(map(&[("app", "podinfo-primary")]))
-        );
+        assert_eq!(primary.metadata.labels, Some(map(&[("app", "podinfo-primary")])));
         assert_eq!(primary.metadata.annotations, None);
         let spec = primary.spec.expect("spec");
         assert_eq!(spec.replicas, Some(3));
         assert_eq!(spec.paused, None);
-        assert_eq!(
-            spec.selector.match_labels,
-            Some(map(&[("app", "podinfo-primary")]))
-        );
+        assert_eq!(spec.selector.match_labels, Some(map(&[("app", "podinfo-primary")])));
         let template_labels = spec.template.metadata.and_then(|m| m.labels);
-        assert_eq!(
-            template_labels,
-            Some(map(&[("app", "podinfo-primary"), ("v", "1")]))
-        );
-        let image = spec
-            .template
-            .spec
-            .and_then(|s| s.containers[0].image.clone());
+        assert_eq!(template_labels, Some(map(&[("app", "podinfo-primary"), ("v", "1")])));
+        let image = spec.template.spec.and_then(|s| s.containers[0].image.clone());
         assert_eq!(image.as_deref(), Some("podinfo:1"));
     }
 
@@ -202,10 +173,7 @@ mod tests {
         let only_team = build(&target(None), &["team.example.com/"], None);
         assert_eq!(
             only_team.metadata.labels,
-            Some(map(&[
-                ("app", "podinfo-primary"),
-                ("team.example.com/owner", "web")
-            ]))
+            Some(map(&[("app", "podinfo-primary"), ("team.example.com/owner", "web")]))
         );
         let all = build(&target(None), &["*"], None);
         assert_eq!(

@@ -14,12 +14,7 @@ pub enum Readiness {
 
 /// Readiness of a Deployment whose available replicas must reach `threshold_percent` of the
 /// updated ones, given up after `deadline_seconds` of unavailability.
-pub fn deployment(
-    deployment: &Deployment,
-    threshold_percent: i32,
-    deadline_seconds: i32,
-    now: Timestamp,
-) -> Readiness {
+pub fn deployment(deployment: &Deployment, threshold_percent: i32, deadline_seconds: i32, now: Timestamp) -> Readiness {
     let name = deployment.metadata.name.as_deref().unwrap_or_default();
     let Some(spec) = deployment.spec.as_ref() else {
         return Readiness::Waiting(format!("deployment {name} has no spec yet"));
@@ -27,9 +22,9 @@ pub fn deployment(
     let status = deployment.status.clone().unwrap_or_default();
     let conditions = status.conditions.unwrap_or_default();
 
-    let progress_deadline_exceeded = conditions.iter().any(|c| {
-        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-    });
+    let progress_deadline_exceeded = conditions
+        .iter()
+        .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
     if progress_deadline_exceeded {
         return Readiness::Failed(format!("deployment {name} exceeded its progress deadline"));
     }
@@ -37,9 +32,9 @@ pub fn deployment(
         c.type_ == "Available"
             && c.status == "False"
             && c.reason.as_deref() == Some("MinimumReplicasUnavailable")
-            && c.last_transition_time.as_ref().is_some_and(|since| {
-                now.as_second() - since.0.as_second() > i64::from(deadline_seconds)
-            })
+            && c.last_transition_time
+                .as_ref()
+                .is_some_and(|since| now.as_second() - since.0.as_second() > i64::from(deadline_seconds))
     });
     if unavailable_too_long {
         return Readiness::Failed(format!(
@@ -49,9 +44,7 @@ pub fn deployment(
 
     let generation = deployment.metadata.generation.unwrap_or(0);
     if status.observed_generation.unwrap_or(0) < generation {
-        return Readiness::Waiting(format!(
-            "waiting for deployment {name} spec update to be observed"
-        ));
+        return Readiness::Waiting(format!("waiting for deployment {name} spec update to be observed"));
     }
     let desired = spec.replicas.unwrap_or(1);
     let updated = status.updated_replicas.unwrap_or(0);
@@ -169,10 +162,7 @@ mod tests {
                 "waiting for deployment web: 3 of 5 replicas are updated",
             ),
             (
-                Case {
-                    total: 7,
-                    ..healthy()
-                },
+                Case { total: 7, ..healthy() },
                 "waiting for deployment web: 2 old replicas are pending termination",
             ),
             (
@@ -218,12 +208,7 @@ mod tests {
             }),
             Readiness::Failed(_)
         ));
-        let long = condition(
-            "Available",
-            "False",
-            "MinimumReplicasUnavailable",
-            NOW - 601,
-        );
+        let long = condition("Available", "False", "MinimumReplicasUnavailable", NOW - 601);
         assert!(matches!(
             check(Case {
                 available: 0,

@@ -40,14 +40,8 @@ mod tests {
 
     #[test]
     fn same_template_same_hash_different_template_different_hash() {
-        assert_eq!(
-            pod_template_hash(&template("a:1")),
-            pod_template_hash(&template("a:1"))
-        );
-        assert_ne!(
-            pod_template_hash(&template("a:1")),
-            pod_template_hash(&template("a:2"))
-        );
+        assert_eq!(pod_template_hash(&template("a:1")), pod_template_hash(&template("a:1")));
+        assert_ne!(pod_template_hash(&template("a:1")), pod_template_hash(&template("a:2")));
     }
 
     #[test]

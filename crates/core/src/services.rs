@@ -108,10 +108,7 @@ fn traffic_distribution(distribution: TrafficDistribution) -> &'static str {
 
 fn ports(inputs: &ServiceInputs) -> Vec<ServicePort> {
     let service = &inputs.spec.service;
-    let target_port = service
-        .target_port
-        .clone()
-        .unwrap_or(IntOrString::Int(service.port));
+    let target_port = service.target_port.clone().unwrap_or(IntOrString::Int(service.port));
     let mut ports = vec![ServicePort {
         name: Some(
             service
@@ -126,21 +123,13 @@ fn ports(inputs: &ServiceInputs) -> Vec<ServicePort> {
         ..Default::default()
     }];
     if service.port_discovery == Some(true) {
-        ports.extend(discovered_ports(
-            inputs.template,
-            service.port,
-            &target_port,
-        ));
+        ports.extend(discovered_ports(inputs.template, service.port, &target_port));
     }
     ports
 }
 
 /// Every other TCP container port of the target, exposed under its own number.
-fn discovered_ports(
-    template: &PodTemplateSpec,
-    main_port: i32,
-    main_target: &IntOrString,
-) -> Vec<ServicePort> {
+fn discovered_ports(template: &PodTemplateSpec, main_port: i32, main_target: &IntOrString) -> Vec<ServicePort> {
     let containers = template.spec.iter().flat_map(|spec| spec.containers.iter());
     let mut seen = vec![main_port];
     let mut ports = Vec::new();
@@ -235,10 +224,7 @@ mod tests {
     }
 
     fn selector(s: &Service) -> BTreeMap<String, String> {
-        s.spec
-            .as_ref()
-            .and_then(|s| s.selector.clone())
-            .unwrap_or_default()
+        s.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default()
     }
 
     #[test]
@@ -272,11 +258,7 @@ mod tests {
                     .map(String::as_str),
                 Some("disabled")
             );
-            let port = &service
-                .spec
-                .as_ref()
-                .and_then(|s| s.ports.clone())
-                .unwrap_or_default()[0];
+            let port = &service.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default()[0];
             assert_eq!((port.name.as_deref(), port.port), (Some("http"), 9898));
             assert_eq!(port.target_port, Some(IntOrString::Int(9898)));
         }
@@ -313,18 +295,10 @@ mod tests {
             "the apex is never headless"
         );
         assert_eq!(
-            primary
-                .spec
-                .as_ref()
-                .and_then(|s| s.cluster_ip.clone())
-                .as_deref(),
+            primary.spec.as_ref().and_then(|s| s.cluster_ip.clone()).as_deref(),
             Some("None")
         );
-        let port = &apex
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.clone())
-            .unwrap_or_default()[0];
+        let port = &apex.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default()[0];
         assert_eq!((port.name.as_deref(), port.port), (Some("web"), 80));
         assert_eq!(port.target_port, Some(IntOrString::String("http".into())));
     }

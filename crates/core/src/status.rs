@@ -17,24 +17,14 @@ pub fn promoted_status(phase: Phase) -> &'static str {
 
 /// The status with `phase` and a `Promoted` condition carrying `message`, or `None` when that is
 /// what the status already says (so nothing needs writing).
-pub fn transition(
-    current: &CanaryStatus,
-    phase: Phase,
-    message: &str,
-    now: Timestamp,
-) -> Option<CanaryStatus> {
+pub fn transition(current: &CanaryStatus, phase: Phase, message: &str, now: Timestamp) -> Option<CanaryStatus> {
     let mut next = current.clone();
     apply(&mut next, phase, message, now);
     changed(current, &next).then_some(next)
 }
 
 /// The status of a Canary whose primary now runs `revision`, with traffic all on the primary.
-pub fn initialized(
-    current: &CanaryStatus,
-    revision: &str,
-    message: &str,
-    now: Timestamp,
-) -> Option<CanaryStatus> {
+pub fn initialized(current: &CanaryStatus, revision: &str, message: &str, now: Timestamp) -> Option<CanaryStatus> {
     let mut next = current.clone();
     apply(&mut next, Phase::Initialized, message, now);
     next.canary_weight = Some(0);
@@ -62,9 +52,7 @@ fn apply(status: &mut CanaryStatus, phase: Phase, message: &str, now: Timestamp)
 
     let condition_status = promoted_status(phase);
     let previous = promoted_condition(status).cloned();
-    let condition_changed = previous
-        .as_ref()
-        .is_none_or(|c| c.status != condition_status);
+    let condition_changed = previous.as_ref().is_none_or(|c| c.status != condition_status);
     let condition = CanaryCondition {
         type_: PROMOTED_CONDITION.to_string(),
         status: condition_status.to_string(),
@@ -124,19 +112,9 @@ mod tests {
 
     #[test]
     fn an_unchanged_outcome_writes_nothing() {
-        let first = transition(
-            &CanaryStatus::default(),
-            Phase::Initializing,
-            "waiting",
-            at(10),
-        )
-        .expect("a change");
-        assert_eq!(
-            transition(&first, Phase::Initializing, "waiting", at(20)),
-            None
-        );
-        let second = transition(&first, Phase::Initializing, "other message", at(20))
-            .expect("message changed");
+        let first = transition(&CanaryStatus::default(), Phase::Initializing, "waiting", at(10)).expect("a change");
+        assert_eq!(transition(&first, Phase::Initializing, "waiting", at(20)), None);
+        let second = transition(&first, Phase::Initializing, "other message", at(20)).expect("message changed");
         assert_eq!(
             second.last_transition_time,
             Some(Time(at(10))),
@@ -146,13 +124,7 @@ mod tests {
 
     #[test]
     fn initialized_records_the_revision_and_keeps_condition_history() {
-        let waiting = transition(
-            &CanaryStatus::default(),
-            Phase::Initializing,
-            "waiting",
-            at(10),
-        )
-        .expect("a change");
+        let waiting = transition(&CanaryStatus::default(), Phase::Initializing, "waiting", at(10)).expect("a change");
         let done = initialized(&waiting, "s1-abc", "done", at(30)).expect("a change");
         assert_eq!(done.phase, Some(Phase::Initialized));
         assert_eq!(done.last_applied_spec.as_deref(), Some("s1-abc"));

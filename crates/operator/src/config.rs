@@ -17,10 +17,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             namespace: None,
-            selector_labels: DEFAULT_SELECTOR_LABELS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            selector_labels: DEFAULT_SELECTOR_LABELS.iter().map(|s| s.to_string()).collect(),
             include_label_prefixes: Vec::new(),
             controller_name: "serin".to_string(),
         }

@@ -85,11 +85,7 @@ async fn reconcile(canary: Arc<Canary>, context: Arc<Context>) -> Result<Action,
         if canary.metadata.deletion_timestamp.is_some() {
             return Ok(Action::await_change());
         }
-        let phase = canary
-            .status
-            .as_ref()
-            .and_then(|s| s.phase)
-            .unwrap_or_default();
+        let phase = canary.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
         match phase {
             Phase::Unset | Phase::Initializing => initialize::run(&canary, &context).await,
             _ => Ok(Action::await_change()),

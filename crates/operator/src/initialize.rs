@@ -82,11 +82,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
     });
     let primary = apply(&deployments, &primary).await?;
 
-    let template = target
-        .spec
-        .as_ref()
-        .map(|s| s.template.clone())
-        .unwrap_or_default();
+    let template = target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
     let service_api = Api::<Service>::namespaced(context.client.clone(), &namespace);
     for service in services(&ServiceInputs {
         spec: &canary.spec,
@@ -99,15 +95,8 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
     }
 
     let analysis = canary.spec.analysis();
-    let threshold = analysis
-        .and_then(|a| a.primary_ready_threshold)
-        .unwrap_or(100);
-    match readiness::deployment(
-        &primary,
-        threshold,
-        canary.spec.progress_deadline_seconds(),
-        now,
-    ) {
+    let threshold = analysis.and_then(|a| a.primary_ready_threshold).unwrap_or(100);
+    match readiness::deployment(&primary, threshold, canary.spec.progress_deadline_seconds(), now) {
         Readiness::Ready => {}
         Readiness::Waiting(message) => {
             let next = status::transition(&current, Phase::Initializing, &message, now);
@@ -120,9 +109,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
             return Ok(Action::requeue(READINESS_RECHECK));
         }
         Readiness::Failed(message) => {
-            let message = format!(
-                "primary is not ready: {message}; fix the target's pod template or resources"
-            );
+            let message = format!("primary is not ready: {message}; fix the target's pod template or resources");
             problem(context, canary, "PrimaryNotReady", message).await?;
             return Ok(Action::requeue(READINESS_RECHECK));
         }
@@ -130,12 +117,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
 
     scale_to_zero(&deployments, &target).await?;
     let revision = pod_template_hash(&template);
-    let next = status::initialized(
-        &current,
-        &revision,
-        "Deployment initialization completed.",
-        now,
-    );
+    let next = status::initialized(&current, &revision, "Deployment initialization completed.", now);
     let note = Note {
         type_: EventType::Normal,
         reason: "Initialized",
@@ -146,12 +128,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
 }
 
 /// Reports what keeps the Canary from initializing, as its status message and a Warning Event.
-async fn problem(
-    context: &Context,
-    canary: &Canary,
-    reason: &'static str,
-    message: String,
-) -> Result<(), Error> {
+async fn problem(context: &Context, canary: &Canary, reason: &'static str, message: String) -> Result<(), Error> {
     let current = canary.status.clone().unwrap_or_default();
     let next = status::transition(&current, Phase::Initializing, &message, Timestamp::now());
     report(

@@ -44,11 +44,7 @@ pub async fn report(
             action: "Reconcile".to_string(),
             secondary: None,
         };
-        if let Err(error) = context
-            .recorder
-            .publish(&event, &canary.object_ref(&()))
-            .await
-        {
+        if let Err(error) = context.recorder.publish(&event, &canary.object_ref(&())).await {
             tracing::warn!(%error, "could not publish event");
         }
     }

@@ -37,9 +37,7 @@ struct Process {
 
 impl ControlPlane {
     pub async fn start(binaries: &Path, nodes: usize) -> Result<ControlPlane, Error> {
-        let dir = tempfile::Builder::new()
-            .prefix("serin-testenv-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("serin-testenv-").tempdir()?;
         let root = dir.path().to_path_buf();
         Pki::generate()?.write(&root)?;
         let (etcd_port, etcd_peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
@@ -72,9 +70,7 @@ impl ControlPlane {
         )?;
         plane
             .wait_until("etcd to accept connections", || async move {
-                TcpStream::connect(("127.0.0.1", etcd_port))
-                    .ok()
-                    .map(|_| ())
+                TcpStream::connect(("127.0.0.1", etcd_port)).ok().map(|_| ())
             })
             .await?;
 
@@ -92,10 +88,7 @@ impl ControlPlane {
                 format!("--tls-private-key-file={}", file("apiserver.key")),
                 format!("--client-ca-file={}", file("ca.crt")),
                 format!("--service-account-key-file={}", file("service-account.pub")),
-                format!(
-                    "--service-account-signing-key-file={}",
-                    file("service-account.key")
-                ),
+                format!("--service-account-signing-key-file={}", file("service-account.key")),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
                 "--service-cluster-ip-range=10.96.0.0/16".into(),
                 "--authorization-mode=RBAC".into(),
@@ -120,10 +113,7 @@ impl ControlPlane {
                 kubeconfig_flag.clone(),
                 "--leader-elect=false".into(),
                 "--secure-port=0".into(),
-                format!(
-                    "--service-account-private-key-file={}",
-                    file("service-account.key")
-                ),
+                format!("--service-account-private-key-file={}", file("service-account.key")),
                 format!("--root-ca-file={}", file("ca.crt")),
                 "--controllers=*".into(),
             ],
@@ -243,10 +233,7 @@ impl ControlPlane {
                 },
                 ..Default::default()
             };
-            nodes
-                .create(&PostParams::default(), &node)
-                .await
-                .map_err(Error::Kube)?;
+            nodes.create(&PostParams::default(), &node).await.map_err(Error::Kube)?;
         }
         self.wait_until("kwok nodes to become Ready", || {
             let nodes = nodes.clone();
@@ -260,10 +247,7 @@ impl ControlPlane {
         // Pods need the namespace's default ServiceAccount, which the controller-manager creates.
         let client = self.client.clone();
         wait_for(START_TIMEOUT, "the default ServiceAccount", || {
-            let api = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
-                client.clone(),
-                "default",
-            );
+            let api = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), "default");
             async move { api.get("default").await.ok().map(|_| ()) }
         })
         .await
@@ -290,11 +274,7 @@ fn is_ready(node: &Node) -> bool {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+        .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The stage files `hack/upstream/build.sh` copied from the kwok module, comma-separated.
@@ -348,8 +328,7 @@ current-context: serin-testenv
 }
 
 async fn client_for(kubeconfig: &Path) -> Result<Client, Error> {
-    let kubeconfig =
-        Kubeconfig::read_from(kubeconfig).map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).map_err(|e| Error::Kubeconfig(e.to_string()))?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .map_err(|e| Error::Kubeconfig(e.to_string()))?;

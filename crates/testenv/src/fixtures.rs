@@ -9,10 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 /// A Deployment of `replicas` pods labelled `labels` (also its selector), image `<name>:1`,
 /// container port `http` 9898.
 pub fn deployment(name: &str, labels: &[(&str, &str)], replicas: i32) -> Deployment {
-    let labels: BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Deployment {
         metadata: ObjectMeta {
             name: Some(name.into()),

@@ -90,9 +90,7 @@ impl TestEnv {
     /// The kubectl built with the control plane (or the one on PATH for an existing cluster).
     pub fn kubectl(&self) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(&self.kubectl);
-        command
-            .env("KUBECONFIG", &self.kubeconfig)
-            .kill_on_drop(true);
+        command.env("KUBECONFIG", &self.kubeconfig).kill_on_drop(true);
         command
     }
 
@@ -125,11 +123,7 @@ impl TestEnv {
     /// Deletes the namespaces the tests created (on an existing cluster) and stops every process.
     pub async fn teardown(self) {
         if self.control_plane.is_none() {
-            let namespaces: Vec<String> = self
-                .namespaces
-                .lock()
-                .map(|n| n.clone())
-                .unwrap_or_default();
+            let namespaces: Vec<String> = self.namespaces.lock().map(|n| n.clone()).unwrap_or_default();
             let api = Api::<Namespace>::all(self.client.clone());
             for name in namespaces {
                 if let Err(error) = api.delete(&name, &DeleteParams::background()).await {

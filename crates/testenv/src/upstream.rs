@@ -26,9 +26,7 @@ pub fn binaries() -> Result<PathBuf, Error> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let dir = stdout.lines().last().unwrap_or_default().trim();
     if dir.is_empty() {
-        return Err(Error::UpstreamBuild(format!(
-            "{BUILD_SCRIPT} printed no directory"
-        )));
+        return Err(Error::UpstreamBuild(format!("{BUILD_SCRIPT} printed no directory")));
     }
     Ok(PathBuf::from(dir))
 }

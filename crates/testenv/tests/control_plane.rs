@@ -21,21 +21,17 @@ async fn a_deployment_becomes_available_on_kwok_nodes() {
         .await
         .expect("create deployment");
 
-    let available = wait_for(
-        Duration::from_secs(60),
-        "deployment web to be available",
-        || {
-            let deployments = deployments.clone();
-            async move {
-                let status = deployments.get("web").await.ok()?.status?;
-                let available = status
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Available" && c.status == "True");
-                (available && status.available_replicas == Some(3)).then_some(())
-            }
-        },
-    )
+    let available = wait_for(Duration::from_secs(60), "deployment web to be available", || {
+        let deployments = deployments.clone();
+        async move {
+            let status = deployments.get("web").await.ok()?.status?;
+            let available = status
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Available" && c.status == "True");
+            (available && status.available_replicas == Some(3)).then_some(())
+        }
+    })
     .await;
     available.expect("deployment becomes available");
 

@@ -12,8 +12,8 @@ use serin_api::{Canary, Phase};
 use serin_testenv::{TestEnv, wait_for};
 
 use crate::support::{
-    TIMEOUT, create_canary, create_deployment, ensure, example, kubectl, wait_for_event,
-    wait_for_message, wait_for_phase,
+    TIMEOUT, create_canary, create_deployment, ensure, example, kubectl, wait_for_event, wait_for_message,
+    wait_for_phase,
 };
 use serin_testenv::fixtures::deployment;
 
@@ -31,11 +31,7 @@ pub async fn a_canary_is_initialized(env: Arc<TestEnv>) -> Result<(), Failed> {
     let namespace = env.namespace("init").await?;
     for file in ["podinfo/deployment.yaml", "podinfo/canary.yaml"] {
         let path = example(file);
-        let (ok, _, stderr) = kubectl(
-            &env,
-            &["apply", "-n", &namespace, "-f", &path.display().to_string()],
-        )
-        .await?;
+        let (ok, _, stderr) = kubectl(&env, &["apply", "-n", &namespace, "-f", &path.display().to_string()]).await?;
         ensure(ok, format!("kubectl apply {file}: {stderr}"))?;
     }
     let (ok, stdout, stderr) = kubectl(
@@ -103,11 +99,7 @@ pub async fn a_canary_is_initialized(env: Arc<TestEnv>) -> Result<(), Failed> {
         primary.status.as_ref().and_then(|s| s.available_replicas) == Some(2),
         "primary has 2 available kwok pods",
     )?;
-    let owner = primary
-        .metadata
-        .owner_references
-        .clone()
-        .unwrap_or_default();
+    let owner = primary.metadata.owner_references.clone().unwrap_or_default();
     ensure(
         owner
             .iter()
@@ -124,14 +116,8 @@ pub async fn a_canary_is_initialized(env: Arc<TestEnv>) -> Result<(), Failed> {
         format!("primary image {image:?}"),
     )?;
 
-    let target = deployments
-        .get("podinfo")
-        .await
-        .map_err(|e| format!("target: {e}"))?;
-    ensure(
-        target.spec.and_then(|s| s.replicas) == Some(0),
-        "target scaled to 0",
-    )?;
+    let target = deployments.get("podinfo").await.map_err(|e| format!("target: {e}"))?;
+    ensure(target.spec.and_then(|s| s.replicas) == Some(0), "target scaled to 0")?;
 
     let services = Api::<Service>::namespaced(env.client(), &namespace);
     for (name, selected) in [
@@ -139,10 +125,7 @@ pub async fn a_canary_is_initialized(env: Arc<TestEnv>) -> Result<(), Failed> {
         ("podinfo-primary", "podinfo-primary"),
         ("podinfo-canary", "podinfo"),
     ] {
-        let service = services
-            .get(name)
-            .await
-            .map_err(|e| format!("service {name}: {e}"))?;
+        let service = services.get(name).await.map_err(|e| format!("service {name}: {e}"))?;
         let spec = service.spec.clone().unwrap_or_default();
         ensure(
             spec.type_.as_deref() == Some("ClusterIP"),
@@ -152,12 +135,7 @@ pub async fn a_canary_is_initialized(env: Arc<TestEnv>) -> Result<(), Failed> {
             selector_of(&service) == vec![("app".into(), selected.into())],
             format!("{name} selects {:?}", selector_of(&service)),
         )?;
-        let port = spec
-            .ports
-            .unwrap_or_default()
-            .into_iter()
-            .next()
-            .unwrap_or_default();
+        let port = spec.ports.unwrap_or_default().into_iter().next().unwrap_or_default();
         ensure(
             port.port == 80 && port.name.as_deref() == Some("http"),
             format!("{name} port {port:?}"),
@@ -201,10 +179,7 @@ pub async fn a_missing_target_is_reported_then_picked_up(env: Arc<TestEnv>) -> R
         .and_then(|c| c.message.clone())
         .unwrap_or_default();
     ensure(
-        message
-            == format!(
-                "target Deployment {namespace}/late not found: create it or fix spec.targetRef.name"
-            ),
+        message == format!("target Deployment {namespace}/late not found: create it or fix spec.targetRef.name"),
         format!("message {message:?}"),
     )?;
     ensure(
@@ -227,11 +202,7 @@ pub async fn a_missing_target_is_reported_then_picked_up(env: Arc<TestEnv>) -> R
     )?;
     let services = Api::<Service>::namespaced(env.client(), &namespace);
     ensure(
-        services
-            .get_opt("late")
-            .await
-            .map_err(|e| e.to_string())?
-            .is_none(),
+        services.get_opt("late").await.map_err(|e| e.to_string())?.is_none(),
         "no services without a target",
     )?;
 
@@ -267,22 +238,12 @@ pub async fn a_target_without_selector_label_is_reported(env: Arc<TestEnv>) -> R
     Ok(())
 }
 
-pub async fn a_v1alpha3_canary_with_canary_analysis_is_served(
-    env: Arc<TestEnv>,
-) -> Result<(), Failed> {
+pub async fn a_v1alpha3_canary_with_canary_analysis_is_served(env: Arc<TestEnv>) -> Result<(), Failed> {
     let namespace = env.namespace("legacy").await?;
-    create_deployment(
-        &env,
-        &namespace,
-        &deployment("podinfo", &[("app", "podinfo")], 1),
-    )
-    .await?;
+    create_deployment(&env, &namespace, &deployment("podinfo", &[("app", "podinfo")], 1)).await?;
     let path = example("legacy/canary-v1alpha3.yaml").display().to_string();
     let (ok, _, stderr) = kubectl(&env, &["apply", "-n", &namespace, "-f", &path]).await?;
-    ensure(
-        ok,
-        format!("kubectl apply of the v1alpha3 canary: {stderr}"),
-    )?;
+    ensure(ok, format!("kubectl apply of the v1alpha3 canary: {stderr}"))?;
     ensure(
         stderr.contains("flagger.app/v1alpha3 Canary is deprecated"),
         format!("no deprecation warning in {stderr:?}"),
@@ -297,9 +258,7 @@ pub async fn a_v1alpha3_canary_with_canary_analysis_is_served(
     .map_err(|e| e.to_string())?;
     let analysis = canary.spec.analysis().cloned().unwrap_or_default();
     ensure(
-        analysis.step_weight == Some(10)
-            && analysis.max_weight == Some(50)
-            && analysis.threshold == Some(5),
+        analysis.step_weight == Some(10) && analysis.max_weight == Some(50) && analysis.threshold == Some(5),
         format!("canaryAnalysis not read as analysis: {analysis:?}"),
     )?;
     ensure(

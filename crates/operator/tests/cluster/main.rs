@@ -12,8 +12,7 @@ use std::sync::Arc;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serin_testenv::{Options, TestEnv};
 
-type Scenario =
-    fn(Arc<TestEnv>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Failed>> + Send>>;
+type Scenario = fn(Arc<TestEnv>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Failed>> + Send>>;
 
 macro_rules! scenarios {
     ($($module:ident :: $name:ident),* $(,)?) => {
@@ -34,10 +33,7 @@ fn main() -> ExitCode {
         initialization::a_v1alpha3_canary_with_canary_analysis_is_served,
     ];
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("could not start the tokio runtime: {error}");

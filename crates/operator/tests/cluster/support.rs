@@ -16,10 +16,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn start_cluster(options: Options) -> Result<TestEnv, serin_testenv::Error> {
     let env = TestEnv::start(options).await?;
     env.install_crds().await?;
-    tokio::spawn(serin_operator::run(
-        env.client(),
-        serin_operator::Config::default(),
-    ));
+    tokio::spawn(serin_operator::run(env.client(), serin_operator::Config::default()));
     Ok(env)
 }
 
@@ -27,11 +24,7 @@ pub fn example(path: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples")).join(path)
 }
 
-pub async fn create_deployment(
-    env: &TestEnv,
-    namespace: &str,
-    deployment: &Deployment,
-) -> Result<(), Failed> {
+pub async fn create_deployment(env: &TestEnv, namespace: &str, deployment: &Deployment) -> Result<(), Failed> {
     Api::<Deployment>::namespaced(env.client(), namespace)
         .create(&PostParams::default(), deployment)
         .await
@@ -39,11 +32,7 @@ pub async fn create_deployment(
     Ok(())
 }
 
-pub async fn create_canary(
-    env: &TestEnv,
-    namespace: &str,
-    canary: serde_json::Value,
-) -> Result<(), Failed> {
+pub async fn create_canary(env: &TestEnv, namespace: &str, canary: serde_json::Value) -> Result<(), Failed> {
     let canary: Canary = serde_json::from_value(canary).map_err(|e| format!("canary JSON: {e}"))?;
     Api::<Canary>::namespaced(env.client(), namespace)
         .create(&PostParams::default(), &canary)
@@ -53,12 +42,7 @@ pub async fn create_canary(
 }
 
 /// Waits until the Canary reaches `phase` and returns it.
-pub async fn wait_for_phase(
-    env: &TestEnv,
-    namespace: &str,
-    name: &str,
-    phase: Phase,
-) -> Result<Canary, Failed> {
+pub async fn wait_for_phase(env: &TestEnv, namespace: &str, name: &str, phase: Phase) -> Result<Canary, Failed> {
     let api = Api::<Canary>::namespaced(env.client(), namespace);
     let what = format!("canary {namespace}/{name} to reach {phase:?}");
     wait_for(TIMEOUT, &what, || {
@@ -73,12 +57,7 @@ pub async fn wait_for_phase(
 }
 
 /// Waits until the Canary's Promoted condition says something containing `text`.
-pub async fn wait_for_message(
-    env: &TestEnv,
-    namespace: &str,
-    name: &str,
-    text: &str,
-) -> Result<Canary, Failed> {
+pub async fn wait_for_message(env: &TestEnv, namespace: &str, name: &str, text: &str) -> Result<Canary, Failed> {
     let api = Api::<Canary>::namespaced(env.client(), namespace);
     let what = format!("canary {namespace}/{name} to report {text:?}");
     wait_for(TIMEOUT, &what, || {
@@ -104,12 +83,7 @@ pub async fn events_for(env: &TestEnv, namespace: &str, name: &str) -> Result<Ve
     Ok(events.items)
 }
 
-pub async fn wait_for_event(
-    env: &TestEnv,
-    namespace: &str,
-    name: &str,
-    reason: &str,
-) -> Result<Event, Failed> {
+pub async fn wait_for_event(env: &TestEnv, namespace: &str, name: &str, reason: &str) -> Result<Event, Failed> {
     let what = format!("an Event {reason} for {namespace}/{name}");
     wait_for(TIMEOUT, &what, || async move {
         events_for(env, namespace, name)
@@ -138,9 +112,5 @@ pub async fn kubectl(env: &TestEnv, args: &[&str]) -> Result<(bool, String, Stri
 }
 
 pub fn ensure(condition: bool, message: impl Into<String>) -> Result<(), Failed> {
-    if condition {
-        Ok(())
-    } else {
-        Err(message.into().into())
-    }
+    if condition { Ok(()) } else { Err(message.into().into()) }
 }

@@ -30,14 +30,8 @@ fn progressive(extra: Value) -> Value {
     with_analysis(analysis)
 }
 
-async fn create(
-    env: &TestEnv,
-    namespace: &str,
-    resource: &ApiResource,
-    object: &Value,
-) -> Result<(), String> {
-    let object: DynamicObject =
-        serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+async fn create(env: &TestEnv, namespace: &str, resource: &ApiResource, object: &Value) -> Result<(), String> {
+    let object: DynamicObject = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
     let api = Api::<DynamicObject>::namespaced_with(env.client(), namespace, resource);
     api.create(
         &PostParams {
@@ -142,9 +136,7 @@ pub async fn invalid_canaries_are_rejected_with_a_message(env: Arc<TestEnv>) -> 
         (
             "unknown target kind",
             &canaries,
-            canary(
-                json!({ "targetRef": { "kind": "StatefulSet", "name": "app" }, "service": { "port": 80 } }),
-            ),
+            canary(json!({ "targetRef": { "kind": "StatefulSet", "name": "app" }, "service": { "port": 80 } })),
             "Unsupported value: \"StatefulSet\"",
         ),
         (
@@ -170,9 +162,7 @@ pub async fn invalid_canaries_are_rejected_with_a_message(env: Arc<TestEnv>) -> 
         (
             "bad metric interval",
             &canaries,
-            metric(
-                json!({ "name": "request-duration", "interval": "5x", "thresholdRange": { "max": 500 } }),
-            ),
+            metric(json!({ "name": "request-duration", "interval": "5x", "thresholdRange": { "max": 500 } })),
             "metric interval must be a duration",
         ),
         (
@@ -203,9 +193,7 @@ pub async fn invalid_canaries_are_rejected_with_a_message(env: Arc<TestEnv>) -> 
     let mut failures = Vec::new();
     for (what, resource, object, expected) in &cases {
         match create(&env, &namespace, resource, object).await {
-            Ok(()) => failures.push(format!(
-                "{what}: accepted, expected a rejection saying {expected:?}"
-            )),
+            Ok(()) => failures.push(format!("{what}: accepted, expected a rejection saying {expected:?}")),
             Err(message) if !message.contains(expected) => failures.push(format!(
                 "{what}: rejected with {message:?}, expected it to say {expected:?}"
             )),

@@ -1,0 +1,211 @@
+//! `serin operator`: flags (Flagger's names), logging, the client, and the controller.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    /// Path to a kubeconfig; in-cluster configuration or $KUBECONFIG when absent.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Address of the Kubernetes API server; overrides the kubeconfig's.
+    #[arg(long)]
+    master: Option<String>,
+    /// Log level: debug, info, warn or error.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Only watch Canaries in this namespace.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Labels that identify a target's pods, in order of preference.
+    #[arg(long, default_value = "app,name,app.kubernetes.io/name")]
+    selector_labels: String,
+    /// Prefixes of the labels and annotations copied to the primary; `*` copies all.
+    #[arg(long, default_value = "")]
+    include_label_prefix: String,
+    #[command(flatten)]
+    not_yet: NotYetActedOn,
+}
+
+/// Flagger flags that serin accepts so existing deployments start unchanged, but does not act on
+/// yet; setting one logs a warning that names it.
+#[derive(Args, Debug)]
+struct NotYetActedOn {
+    #[arg(long, default_value = "kubernetes")]
+    mesh_provider: String,
+    #[arg(long, default_value = "http://prometheus:9090")]
+    metrics_server: String,
+    #[arg(long)]
+    kubeconfig_qps: Option<String>,
+    #[arg(long)]
+    kubeconfig_burst: Option<String>,
+    #[arg(long)]
+    control_loop_interval: Option<String>,
+    #[arg(long)]
+    port: Option<String>,
+    #[arg(long, env = "SLACK_URL")]
+    slack_url: Option<String>,
+    #[arg(long, env = "SLACK_TOKEN", hide_env_values = true)]
+    slack_token: Option<String>,
+    #[arg(long, env = "SLACK_PROXY_URL")]
+    slack_proxy_url: Option<String>,
+    #[arg(long)]
+    slack_user: Option<String>,
+    #[arg(long)]
+    slack_channel: Option<String>,
+    #[arg(long, env = "EVENT_WEBHOOK_URL")]
+    event_webhook: Option<String>,
+    #[arg(long, env = "MSTEAMS_URL")]
+    msteams_url: Option<String>,
+    #[arg(long, env = "MSTEAMS_PROXY_URL")]
+    msteams_proxy_url: Option<String>,
+    #[arg(long)]
+    threadiness: Option<String>,
+    #[arg(long)]
+    ingress_annotations_prefix: Option<String>,
+    #[arg(long)]
+    ingress_class: Option<String>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    enable_leader_election: Option<String>,
+    #[arg(long)]
+    leader_election_namespace: Option<String>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    enable_config_tracking: Option<String>,
+    #[arg(long)]
+    kubeconfig_service_mesh: Option<String>,
+    #[arg(long)]
+    cluster_name: Option<String>,
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    no_cross_namespace_refs: Option<String>,
+}
+
+impl NotYetActedOn {
+    fn set_flags(&self) -> Vec<&'static str> {
+        let optional = [
+            ("kubeconfig-qps", &self.kubeconfig_qps),
+            ("kubeconfig-burst", &self.kubeconfig_burst),
+            ("control-loop-interval", &self.control_loop_interval),
+            ("port", &self.port),
+            ("slack-url", &self.slack_url),
+            ("slack-token", &self.slack_token),
+            ("slack-proxy-url", &self.slack_proxy_url),
+            ("slack-user", &self.slack_user),
+            ("slack-channel", &self.slack_channel),
+            ("event-webhook", &self.event_webhook),
+            ("msteams-url", &self.msteams_url),
+            ("msteams-proxy-url", &self.msteams_proxy_url),
+            ("threadiness", &self.threadiness),
+            ("ingress-annotations-prefix", &self.ingress_annotations_prefix),
+            ("ingress-class", &self.ingress_class),
+            ("enable-leader-election", &self.enable_leader_election),
+            ("leader-election-namespace", &self.leader_election_namespace),
+            ("enable-config-tracking", &self.enable_config_tracking),
+            ("kubeconfig-service-mesh", &self.kubeconfig_service_mesh),
+            ("cluster-name", &self.cluster_name),
+            ("no-cross-namespace-refs", &self.no_cross_namespace_refs),
+        ];
+        let mut set: Vec<&'static str> = optional
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(name, _)| *name)
+            .collect();
+        if self.mesh_provider != "kubernetes" {
+            set.push("mesh-provider");
+        }
+        if self.metrics_server != "http://prometheus:9090" {
+            set.push("metrics-server");
+        }
+        set
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("could not read the kubeconfig: {0}")]
+    Kubeconfig(String),
+    #[error("could not connect to Kubernetes: {0}")]
+    Client(#[from] kube::Error),
+    #[error("--master {0:?} is not a URL")]
+    Master(String),
+    #[error("could not start the async runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+pub fn main(args: OperatorArgs) -> ExitCode {
+    init_logging(&format!("{},kube=warn", args.log_level), &args.log_format);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "serin operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: OperatorArgs) -> Result<(), StartError> {
+    for flag in args.not_yet.set_flags() {
+        tracing::warn!(
+            flag,
+            "-{flag} is accepted for compatibility with Flagger but this serin version does not act on it yet"
+        );
+    }
+    let split = |list: &str| {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let config = serin_operator::Config {
+        namespace: args.namespace.clone(),
+        selector_labels: split(&args.selector_labels),
+        include_label_prefixes: split(&args.include_label_prefix),
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = client(&args).await?;
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?config.namespace, "serin operator starting");
+        serin_operator::run(client, config).await;
+        Ok(())
+    })
+}
+
+async fn client(args: &OperatorArgs) -> Result<Client, StartError> {
+    let mut config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| StartError::Kubeconfig(e.to_string()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| StartError::Kubeconfig(e.to_string()))?
+        }
+        None => Config::infer()
+            .await
+            .map_err(|e| StartError::Kubeconfig(e.to_string()))?,
+    };
+    if let Some(master) = &args.master {
+        config.cluster_url = master.parse().map_err(|_| StartError::Master(master.clone()))?;
+    }
+    Ok(Client::try_from(config)?)
+}
+
+/// Logs to stderr with `directives` (an EnvFilter such as `info,kube=warn`) unless RUST_LOG is set.
+pub fn init_logging(directives: &str, format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

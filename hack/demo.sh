@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the serin demo on a fresh machine: installs what is missing, builds the upstream
+# Kubernetes binaries (cached), builds serin, then `serin demo` brings up a local control plane
+# (kwok simulates the pods) and initializes the example Canary. Extra arguments go to `serin demo`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source hack/lib.sh
+trap print_durations EXIT
+
+stage "checking toolchains"
+check_toolchains
+install_debian_packages ca-certificates
+
+stage "building upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok (cached)"
+SERIN_UPSTREAM_BIN_DIR="$(hack/upstream/build.sh)"
+export SERIN_UPSTREAM_BIN_DIR
+
+stage "building serin"
+cargo build --locked -p serin
+
+stage "serin demo"
+./target/debug/serin demo "$@"
