@@ -7,13 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source hack/lib.sh
 trap print_durations EXIT
 
-stage "checking toolchains"
-check_toolchains
-install_debian_packages ca-certificates
-
-stage "building upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok (cached)"
-SERIN_UPSTREAM_BIN_DIR="$(hack/upstream/build.sh)"
-export SERIN_UPSTREAM_BIN_DIR
+prepare
 
 stage "building serin"
 cargo build --locked -p serin

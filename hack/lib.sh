@@ -66,3 +66,16 @@ install_debian_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" \
     || fail "apt-get install failed for: ${missing[*]}"
 }
+
+# The first stages of both README commands: toolchains, Debian packages, and the upstream
+# binaries (exported as SERIN_UPSTREAM_BIN_DIR for testenv).
+prepare() {
+  stage "checking toolchains and Debian packages"
+  check_toolchains
+  install_debian_packages ca-certificates
+
+  stage "building upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok (cached)"
+  SERIN_UPSTREAM_BIN_DIR="$(hack/upstream/build.sh)"
+  export SERIN_UPSTREAM_BIN_DIR
+  echo "$SERIN_UPSTREAM_BIN_DIR"
+}
