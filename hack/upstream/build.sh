@@ -47,7 +47,7 @@ minor="${k8s_version#v1.}"; minor="${minor%%.*}"
 version_pkg=k8s.io/component-base/version
 ldflags="-s -w -X $version_pkg.gitVersion=$k8s_version -X $version_pkg.gitMajor=1 -X $version_pkg.gitMinor=$minor -X $version_pkg.gitTreeState=clean"
 
-log "building etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $k8s_version (cold: ~20 min on 2 cores)"
+log "building etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $k8s_version (cold: about 5 min on 2 cores)"
 (cd "$here/kubernetes" && go build -ldflags "$ldflags" -o "$out.partial/" \
   ./etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl) >&2

@@ -5,6 +5,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("the Canary has no namespace")]
     MissingNamespace,
+    #[error("the Canary has no uid to own its objects with")]
+    MissingUid,
 }
 
 impl Error {
@@ -12,6 +14,7 @@ impl Error {
         match self {
             Error::Kube(_) => "KubernetesApiError",
             Error::MissingNamespace => "MissingNamespace",
+            Error::MissingUid => "MissingUid",
         }
     }
 }

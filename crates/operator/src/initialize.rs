@@ -69,9 +69,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     };
 
-    let Some(owner) = canary.controller_owner_ref(&()) else {
-        return Err(Error::MissingNamespace);
-    };
+    let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
     let existing_primary = deployments.get_opt(&primary_name(&target_ref.name)).await?;
     let primary = primary_deployment(&PrimaryInputs {
         target: &target,

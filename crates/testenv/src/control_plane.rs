@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +15,9 @@ use kube::{Client, Config};
 use tempfile::TempDir;
 
 use crate::certs::Pki;
-use crate::{Error, wait_for};
+use crate::prometheus::ScrapeTarget;
+use crate::reaper;
+use crate::{Error, free_port, wait_for};
 
 const NODE_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -24,6 +26,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// (kept when `SERIN_TESTENV_KEEP` is set, for debugging).
 pub struct ControlPlane {
     processes: Vec<Process>,
+    api_port: u16,
     client: Client,
     kubeconfig: PathBuf,
     dir: Option<TempDir>,
@@ -37,8 +40,10 @@ struct Process {
 
 impl ControlPlane {
     pub async fn start(binaries: &Path, nodes: usize) -> Result<ControlPlane, Error> {
-        let dir = tempfile::Builder::new().prefix("serin-testenv-").tempdir()?;
+        reaper::reap_orphans();
+        let dir = tempfile::Builder::new().prefix(reaper::DIR_PREFIX).tempdir()?;
         let root = dir.path().to_path_buf();
+        reaper::record_owner(&root)?;
         Pki::generate()?.write(&root)?;
         let (etcd_port, etcd_peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
         let kubeconfig = root.join("kubeconfig");
@@ -46,6 +51,7 @@ impl ControlPlane {
         let client = client_for(&kubeconfig).await?;
         let mut plane = ControlPlane {
             processes: Vec::new(),
+            api_port,
             client,
             kubeconfig: kubeconfig.clone(),
             dir: Some(dir),
@@ -154,6 +160,18 @@ impl ControlPlane {
         &self.kubeconfig
     }
 
+    /// The API server's `/metrics`, scraped with the admin client certificate.
+    pub fn apiserver_scrape_target(&self) -> ScrapeTarget {
+        let file = |name: &str| self.kubeconfig.with_file_name(name);
+        ScrapeTarget {
+            job: "kube-apiserver".into(),
+            address: format!("127.0.0.1:{}", self.api_port),
+            scheme: "https",
+            metrics_path: "/metrics".into(),
+            tls: Some((file("ca.crt"), file("admin.crt"), file("admin.key"))),
+        }
+    }
+
     fn spawn(&mut self, binaries: &Path, name: &'static str, args: &[String]) -> Result<(), Error> {
         let path = binaries.join(name);
         let log = self.kubeconfig.with_file_name(format!("{name}.log"));
@@ -171,6 +189,7 @@ impl ControlPlane {
                 source,
             })?;
         tracing::debug!(name, pid = child.id(), "started");
+        reaper::record_child(self.kubeconfig.parent().unwrap_or(Path::new(".")), child.id(), name)?;
         self.processes.push(Process { name, child, log });
         Ok(())
     }
@@ -293,10 +312,6 @@ fn kwok_stages(binaries: &Path) -> Result<String, Error> {
         )));
     }
     Ok(files.join(","))
-}
-
-fn free_port() -> Result<u16, Error> {
-    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
 fn kubeconfig_yaml(dir: &Path, api_port: u16) -> String {

@@ -20,6 +20,8 @@ pub enum Error {
     },
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout { what: String, after: Duration },
+    #[error("{program} not found: {hint}")]
+    MissingProgram { program: String, hint: String },
     #[error("SERIN_TESTENV=existing needs KUBECONFIG to point at the cluster to use")]
     MissingKubeconfig,
     #[error("generating the control plane's certificates failed: {0}")]

@@ -9,6 +9,8 @@ mod certs;
 mod control_plane;
 mod error;
 pub mod fixtures;
+pub mod prometheus;
+mod reaper;
 mod upstream;
 
 use std::path::{Path, PathBuf};
@@ -85,6 +87,11 @@ impl TestEnv {
 
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// The local control plane, when this environment started one.
+    pub fn control_plane(&self) -> Option<&ControlPlane> {
+        self.control_plane.as_ref()
     }
 
     /// The kubectl built with the control plane (or the one on PATH for an existing cluster).
@@ -164,6 +171,11 @@ pub async fn install_crds(client: &Client) -> Result<(), Error> {
         .await?;
     }
     Ok(())
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub(crate) fn free_port() -> Result<u16, Error> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or fails after `timeout` naming `what`.

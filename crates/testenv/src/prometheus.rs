@@ -1,0 +1,123 @@
+//! A real Prometheus (Debian's `prometheus` package) on loopback, scraping the targets a test names.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::{Error, free_port, reaper, wait_for};
+
+/// Where Debian's package installs it; `SERIN_PROMETHEUS` overrides.
+const DEFAULT_BINARY: &str = "/usr/bin/prometheus";
+
+/// One scrape job.
+#[derive(Debug, Clone)]
+pub struct ScrapeTarget {
+    pub job: String,
+    /// `host:port`
+    pub address: String,
+    pub scheme: &'static str,
+    pub metrics_path: String,
+    /// CA, client certificate and key files for an HTTPS target.
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
+}
+
+pub struct Prometheus {
+    child: Child,
+    url: String,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `targets` every `scrape_interval`, and waits until it is ready.
+    pub async fn start(targets: &[ScrapeTarget], scrape_interval: Duration) -> Result<Prometheus, Error> {
+        let binary = std::env::var_os("SERIN_PROMETHEUS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| DEFAULT_BINARY.into());
+        if !binary.exists() {
+            return Err(Error::MissingProgram {
+                program: binary.display().to_string(),
+                hint: "install Debian's prometheus package (hack/test.sh does)".into(),
+            });
+        }
+        reaper::reap_orphans();
+        let dir = tempfile::Builder::new().prefix(reaper::DIR_PREFIX).tempdir()?;
+        reaper::record_owner(dir.path())?;
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, config_yaml(targets, scrape_interval))?;
+        let port = free_port()?;
+        let log = File::create(dir.path().join("prometheus.log"))?;
+        let child = Command::new(&binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                name: "prometheus".into(),
+                path: binary.clone(),
+                source,
+            })?;
+        reaper::record_child(dir.path(), child.id(), "prometheus")?;
+        let prometheus = Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let ready = format!("{}/-/ready", prometheus.url);
+        wait_for(Duration::from_secs(30), "prometheus to be ready", || {
+            let ready = ready.clone();
+            async move { reqwest::get(&ready).await.ok()?.status().is_success().then_some(()) }
+        })
+        .await?;
+        Ok(prometheus)
+    }
+
+    /// Base URL of the HTTP API, e.g. `http://127.0.0.1:9090`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_yaml(targets: &[ScrapeTarget], scrape_interval: Duration) -> String {
+    let mut yaml = format!(
+        "global:\n  scrape_interval: {}ms\n  evaluation_interval: 1s\nscrape_configs:\n",
+        scrape_interval.as_millis()
+    );
+    for target in targets {
+        yaml.push_str(&format!(
+            "- job_name: {job:?}\n  scheme: {scheme}\n  metrics_path: {path:?}\n  static_configs:\n  - targets: [{address:?}]\n",
+            job = target.job,
+            scheme = target.scheme,
+            path = target.metrics_path,
+            address = target.address,
+        ));
+        if let Some((ca, cert, key)) = &target.tls {
+            yaml.push_str(&format!(
+                "  tls_config:\n    ca_file: {:?}\n    cert_file: {:?}\n    key_file: {:?}\n",
+                path(ca),
+                path(cert),
+                path(key)
+            ));
+        }
+    }
+    yaml
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
