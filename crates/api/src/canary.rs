@@ -536,6 +536,149 @@ impl CanarySpec {
     }
 
     pub fn progress_deadline_seconds(&self) -> i32 {
-        self.progress_deadline_seconds.unwrap_or(600)
+        self.progress_deadline_seconds
+            .unwrap_or(defaults::PROGRESS_DEADLINE_SECONDS)
+    }
+}
+
+/// Flagger's defaults for what a manifest leaves out.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const INTERVAL: Duration = Duration::from_secs(60);
+    pub const THRESHOLD: i32 = 1;
+    pub const PROGRESS_DEADLINE_SECONDS: i32 = 600;
+    pub const READY_THRESHOLD_PERCENT: i32 = 100;
+    pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const METRIC_INTERVAL: &str = "1m";
+    pub const PORT_NAME: &str = "http";
+}
+
+impl CanaryAnalysis {
+    /// Time between steps; `None` when `interval` does not parse (the CRD rejects such values).
+    pub fn interval(&self) -> Option<std::time::Duration> {
+        match &self.interval {
+            None => Some(defaults::INTERVAL),
+            Some(text) => crate::duration::parse(text).ok(),
+        }
+    }
+
+    pub fn threshold(&self) -> i32 {
+        self.threshold.unwrap_or(defaults::THRESHOLD)
+    }
+
+    pub fn primary_ready_threshold(&self) -> i32 {
+        self.primary_ready_threshold
+            .unwrap_or(defaults::READY_THRESHOLD_PERCENT)
+    }
+
+    pub fn canary_ready_threshold(&self) -> i32 {
+        self.canary_ready_threshold.unwrap_or(defaults::READY_THRESHOLD_PERCENT)
+    }
+}
+
+impl CanaryMetric {
+    /// The query window, `1m` unless set.
+    pub fn interval(&self) -> &str {
+        self.interval.as_deref().unwrap_or(defaults::METRIC_INTERVAL)
+    }
+}
+
+impl CanaryWebhook {
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        match &self.timeout {
+            None => Some(defaults::WEBHOOK_TIMEOUT),
+            Some(text) => crate::duration::parse(text).ok(),
+        }
+    }
+
+    /// The hook's type; an unset type is a `rollout` hook, as in Flagger.
+    pub fn kind(&self) -> HookType {
+        match self.type_.unwrap_or_default() {
+            HookType::Unset => HookType::Rollout,
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_flaggers() {
+        let analysis = CanaryAnalysis::default();
+        assert_eq!(analysis.interval(), Some(Duration::from_secs(60)));
+        assert_eq!(analysis.threshold(), 1);
+        assert_eq!(
+            (analysis.primary_ready_threshold(), analysis.canary_ready_threshold()),
+            (100, 100)
+        );
+        assert_eq!(CanaryMetric::default().interval(), "1m");
+        let hook = CanaryWebhook::default();
+        assert_eq!(hook.timeout(), Some(Duration::from_secs(10)));
+        assert_eq!(hook.kind(), HookType::Rollout);
+        let spec: CanarySpec = serde_json::from_value(
+            serde_json::json!({ "targetRef": { "kind": "Deployment", "name": "a" }, "service": { "port": 80 } }),
+        )
+        .expect("minimal spec");
+        assert_eq!(spec.progress_deadline_seconds(), 600);
+        assert_eq!(spec.service_name(), "a");
+    }
+
+    #[test]
+    fn set_values_win_over_defaults() {
+        let analysis = CanaryAnalysis {
+            interval: Some("1m30s".into()),
+            threshold: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(analysis.interval(), Some(Duration::from_secs(90)));
+        assert_eq!(analysis.threshold(), 5);
+        let hook = CanaryWebhook {
+            timeout: Some("30s".into()),
+            type_: Some(HookType::PreRollout),
+            ..Default::default()
+        };
+        assert_eq!(hook.timeout(), Some(Duration::from_secs(30)));
+        assert_eq!(hook.kind(), HookType::PreRollout);
+    }
+
+    #[test]
+    fn canary_analysis_is_read_as_analysis() {
+        let legacy: CanarySpec = serde_json::from_value(serde_json::json!({
+            "targetRef": { "kind": "Deployment", "name": "a" },
+            "service": { "port": 80 },
+            "canaryAnalysis": { "interval": "30s", "threshold": 5, "stepWeight": 10 }
+        }))
+        .expect("v1alpha3 spec");
+        assert_eq!(legacy.analysis().and_then(|a| a.step_weight), Some(10));
+    }
+
+    #[test]
+    fn retired_autoscaling_versions_are_read_as_v2() {
+        let hpa = |version: Option<&str>| AutoscalerRef {
+            api_version: version.map(String::from),
+            kind: AutoscalerKind::HorizontalPodAutoscaler,
+            name: "a".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            hpa(Some("autoscaling/v2beta1")).effective_api_version(),
+            "autoscaling/v2"
+        );
+        assert_eq!(
+            hpa(Some("autoscaling/v2beta2")).effective_api_version(),
+            "autoscaling/v2"
+        );
+        assert_eq!(hpa(None).effective_api_version(), "autoscaling/v2");
+        assert_eq!(hpa(Some("autoscaling/v2")).effective_api_version(), "autoscaling/v2");
+        let keda = AutoscalerRef {
+            kind: AutoscalerKind::ScaledObject,
+            ..hpa(None)
+        };
+        assert_eq!(keda.effective_api_version(), "keda.sh/v1alpha1");
     }
 }

@@ -16,8 +16,6 @@ pub const FLUX_ANNOTATIONS: [(&str, &str); 2] = [
     ("helm.toolkit.fluxcd.io/driftDetection", "disabled"),
 ];
 
-pub const DEFAULT_PORT_NAME: &str = "http";
-
 pub struct ServiceInputs<'a> {
     pub spec: &'a CanarySpec,
     pub namespace: &'a str,
@@ -114,7 +112,7 @@ fn ports(inputs: &ServiceInputs) -> Vec<ServicePort> {
             service
                 .port_name
                 .clone()
-                .unwrap_or_else(|| DEFAULT_PORT_NAME.to_string()),
+                .unwrap_or_else(|| serin_api::canary::defaults::PORT_NAME.to_string()),
         ),
         protocol: Some("TCP".into()),
         port: service.port,

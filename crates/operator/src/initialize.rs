@@ -11,6 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serin_api::canary::TargetKind;
+use serin_api::canary::defaults::READY_THRESHOLD_PERCENT;
 use serin_api::{Canary, Phase};
 use serin_core::naming::{primary_name, selector_label};
 use serin_core::primary::{PrimaryInputs, primary_deployment};
@@ -92,8 +93,10 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
         apply(&service_api, &service).await?;
     }
 
-    let analysis = canary.spec.analysis();
-    let threshold = analysis.and_then(|a| a.primary_ready_threshold).unwrap_or(100);
+    let threshold = canary
+        .spec
+        .analysis()
+        .map_or(READY_THRESHOLD_PERCENT, |a| a.primary_ready_threshold());
     match readiness::deployment(&primary, threshold, canary.spec.progress_deadline_seconds(), now) {
         Readiness::Ready => {}
         Readiness::Waiting(message) => {
