@@ -1,9 +1,11 @@
 //! Everything serin decides without I/O. The operator observes the cluster, asks this crate what
 //! to do, and carries it out; every function here is a plain transformation with table tests.
 
+pub mod analysis;
 pub mod naming;
 pub mod primary;
 pub mod readiness;
 pub mod revision;
 pub mod services;
 pub mod status;
+pub mod strategy;

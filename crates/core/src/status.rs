@@ -70,7 +70,8 @@ fn apply(status: &mut CanaryStatus, phase: Phase, message: &str, now: Timestamp)
     conditions.push(condition);
 }
 
-fn changed(before: &CanaryStatus, after: &CanaryStatus) -> bool {
+/// Whether `after` differs from `before` in more than timestamps.
+pub fn changed(before: &CanaryStatus, after: &CanaryStatus) -> bool {
     without_times(before) != without_times(after)
 }
 

@@ -1,0 +1,675 @@
+//! The rollout state machine. Given the Canary, what the operator observed and the answers of the
+//! gates asked so far, [`decide`] either asks for one more gate ([`Decision::Run`]) or says what
+//! to do ([`Decision::Act`]): the next status, the actions, the Events and when to look again.
+//! The operator loops: run the gate it asks for, add the answer, decide again.
+//!
+//! Phases follow Flagger: Initialized → (new revision) Waiting / Progressing → WaitingPromotion →
+//! Promoting → Finalising → Succeeded, or → Failed. Steps are paced by `analysis.interval` from
+//! `status.lastTransitionTime`, so a restart neither resets nor skips a step.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use serin_api::canary::{CanaryAnalysis, HookType, Provider};
+use serin_api::{CanarySpec, CanaryStatus, Phase};
+
+use crate::readiness::Readiness;
+use crate::status;
+use crate::strategy::{Strategy, next_weight, strategy};
+
+/// Re-check of a rollout that is waiting on a workload, in case no watch event arrives.
+pub const WAIT_RECHECK: Duration = Duration::from_secs(10);
+
+/// A question the operator answers with I/O before the machine can go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Gate {
+    /// confirm-rollout webhooks: may the new revision start?
+    ConfirmRollout,
+    /// pre-rollout webhooks, before any traffic reaches the canary.
+    PreRollout,
+    /// rollback webhooks: does one of them ask for a rollback?
+    RollbackRequested,
+    /// confirm-traffic-increase webhooks.
+    ConfirmTrafficIncrease,
+    /// rollout webhooks and metric checks of one iteration.
+    Checks,
+    /// confirm-promotion webhooks.
+    ConfirmPromotion,
+}
+
+impl Gate {
+    /// The webhook type the gate calls, if any (Checks also evaluates metrics).
+    pub fn hook_type(self) -> HookType {
+        match self {
+            Gate::ConfirmRollout => HookType::ConfirmRollout,
+            Gate::PreRollout => HookType::PreRollout,
+            Gate::RollbackRequested => HookType::Rollback,
+            Gate::ConfirmTrafficIncrease => HookType::ConfirmTrafficIncrease,
+            Gate::Checks => HookType::Rollout,
+            Gate::ConfirmPromotion => HookType::ConfirmPromotion,
+        }
+    }
+}
+
+/// A gate's answer. `open` means "go on", except for [`Gate::RollbackRequested`], where it means
+/// that a rollback webhook asked for the rollback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateResult {
+    pub open: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Gates(BTreeMap<Gate, GateResult>);
+
+impl Gates {
+    pub fn insert(&mut self, gate: Gate, result: GateResult) {
+        self.0.insert(gate, result);
+    }
+
+    fn get(&self, gate: Gate) -> Option<&GateResult> {
+        self.0.get(&gate)
+    }
+}
+
+/// What the operator saw of the cluster.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    pub now: Timestamp,
+    /// The target's current revision (pod template and the configs it uses).
+    pub revision: &'a str,
+    /// Readiness of the target (the canary workload).
+    pub canary: Readiness,
+    pub primary: Readiness,
+    pub provider: Provider,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Run(Gate),
+    Act(Box<Outcome>),
+}
+
+fn act(outcome: Outcome) -> Decision {
+    Decision::Act(Box::new(outcome))
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// The new status, or `None` when it is unchanged.
+    pub status: Option<CanaryStatus>,
+    pub actions: Vec<Action>,
+    pub notes: Vec<Note>,
+    /// When to look again if nothing else happens.
+    pub requeue: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Give the target replicas again (it was scaled to 0 between rollouts).
+    ScaleUpTarget,
+    ScaleDownTarget,
+    Route(Routes),
+    /// Copy the target's template (and configs) to the primary.
+    PromotePrimary,
+    /// Call the post-rollout webhooks with this phase (failures are only logged).
+    PostRollout(Phase),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routes {
+    pub primary: i32,
+    pub canary: i32,
+    /// A/B testing: requests matching `analysis.match` go to the canary.
+    pub matched_to_canary: bool,
+    pub mirror: bool,
+}
+
+impl Routes {
+    pub fn weights(primary: i32, canary: i32) -> Routes {
+        Routes {
+            primary,
+            canary,
+            matched_to_canary: false,
+            mirror: false,
+        }
+    }
+
+    pub fn all_to_primary() -> Routes {
+        Routes::weights(100, 0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The Canary being decided on.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub spec: &'a CanarySpec,
+    pub status: &'a CanaryStatus,
+}
+
+pub fn decide(subject: &Subject, observation: &Observation, gates: &Gates) -> Decision {
+    Machine::new(subject, observation, gates).decide()
+}
+
+struct Machine<'a> {
+    name: String,
+    spec: &'a CanarySpec,
+    status: &'a CanaryStatus,
+    observation: &'a Observation<'a>,
+    gates: &'a Gates,
+    analysis: CanaryAnalysis,
+    strategy: Strategy,
+    interval: Duration,
+}
+
+impl<'a> Machine<'a> {
+    fn new(subject: &'a Subject, observation: &'a Observation, gates: &'a Gates) -> Machine<'a> {
+        let analysis = subject.spec.analysis().cloned().unwrap_or_default();
+        let strategy = strategy(&analysis, observation.provider);
+        let interval = analysis.interval().unwrap_or(serin_api::canary::defaults::INTERVAL);
+        Machine {
+            name: format!("{}.{}", subject.name, subject.namespace),
+            spec: subject.spec,
+            status: subject.status,
+            observation,
+            gates,
+            analysis,
+            strategy,
+            interval,
+        }
+    }
+
+    fn decide(&self) -> Decision {
+        if self.spec.suspend == Some(true) {
+            return act(Outcome::default());
+        }
+        let phase = self.status.phase.unwrap_or_default();
+        let revision_changed = self.status.last_applied_spec.as_deref() != Some(self.observation.revision);
+        match phase {
+            Phase::Unset | Phase::Initializing | Phase::Terminating | Phase::Terminated => act(Outcome::default()),
+            Phase::Initialized | Phase::Succeeded | Phase::Failed | Phase::Waiting => {
+                if !revision_changed {
+                    return act(Outcome::default());
+                }
+                if self.status.last_promoted_spec.as_deref() == Some(self.observation.revision) {
+                    return act(self.reverted(phase));
+                }
+                self.start_or_wait(phase)
+            }
+            Phase::Progressing | Phase::WaitingPromotion if revision_changed => self.start_or_wait(phase),
+            Phase::Progressing | Phase::WaitingPromotion => self.analyse(phase),
+            Phase::Promoting => self.promote(),
+            Phase::Finalising => act(self.finalise()),
+        }
+    }
+
+    fn has_hooks(&self, kind: HookType) -> bool {
+        self.analysis.webhooks.iter().flatten().any(|hook| hook.kind() == kind)
+    }
+
+    /// `Ok(None)` when the gate has no hooks, its answer if asked already, `Err(gate)` when it must be asked.
+    fn gate(&self, gate: Gate) -> Result<Option<&GateResult>, Gate> {
+        if gate != Gate::Checks && !self.has_hooks(gate.hook_type()) {
+            return Ok(None);
+        }
+        self.gates.get(gate).map(Some).ok_or(gate)
+    }
+
+    fn now(&self) -> Timestamp {
+        self.observation.now
+    }
+
+    /// The status in `phase` with `message`, changed further by `edit`; `None` if nothing but times changed.
+    fn status_with(
+        &self,
+        phase: Phase,
+        message: &str,
+        step: bool,
+        edit: impl FnOnce(&mut CanaryStatus),
+    ) -> Option<CanaryStatus> {
+        let mut next =
+            status::transition(self.status, phase, message, self.now()).unwrap_or_else(|| self.status.clone());
+        edit(&mut next);
+        if step {
+            next.last_transition_time = Some(Time(self.now()));
+        }
+        status::changed(self.status, &next).then_some(next)
+    }
+
+    fn until_next_step(&self) -> Option<Duration> {
+        let last = self.status.last_transition_time.as_ref()?.0;
+        let due = last.checked_add(self.interval).ok()?;
+        let remaining = due.duration_since(self.now());
+        remaining
+            .is_positive()
+            .then(|| Duration::try_from(remaining).unwrap_or(self.interval))
+    }
+
+    fn reverted(&self, phase: Phase) -> Outcome {
+        let phase = if phase == Phase::Waiting {
+            Phase::Succeeded
+        } else {
+            phase
+        };
+        let message = "the target is back at the promoted revision; nothing to roll out";
+        Outcome {
+            status: self.status_with(phase, message, false, |s| {
+                s.last_applied_spec = Some(self.observation.revision.to_string());
+            }),
+            actions: vec![Action::ScaleDownTarget],
+            notes: vec![normal("Reverted", format!("{}: {message}", self.name))],
+            requeue: None,
+        }
+    }
+
+    fn start_or_wait(&self, phase: Phase) -> Decision {
+        match self.gate(Gate::ConfirmRollout) {
+            Err(gate) => return Decision::Run(gate),
+            Ok(Some(result)) if !result.open => {
+                let message = format!("waiting for confirm-rollout approval: {}", result.message);
+                let notes = if phase == Phase::Waiting {
+                    vec![]
+                } else {
+                    vec![normal(
+                        "Waiting",
+                        format!("{}: new revision waiting for approval: {}", self.name, result.message),
+                    )]
+                };
+                return act(Outcome {
+                    status: self.status_with(Phase::Waiting, &message, false, |_| {}),
+                    actions: vec![],
+                    notes,
+                    requeue: Some(self.interval),
+                });
+            }
+            Ok(_) => {}
+        }
+        let restart = matches!(phase, Phase::Progressing | Phase::WaitingPromotion);
+        let message = format!(
+            "new revision {}; analysis starts ({})",
+            self.observation.revision,
+            self.strategy.name()
+        );
+        let note = if restart {
+            normal(
+                "Restarted",
+                format!(
+                    "{}: new revision {} during the analysis; starting over with all traffic on the primary",
+                    self.name, self.observation.revision
+                ),
+            )
+        } else {
+            normal(
+                "Progressing",
+                format!(
+                    "{}: new revision {} detected; scaling up the canary",
+                    self.name, self.observation.revision
+                ),
+            )
+        };
+        act(Outcome {
+            status: self.status_with(Phase::Progressing, &message, true, |s| {
+                s.last_applied_spec = Some(self.observation.revision.to_string());
+                s.canary_weight = Some(0);
+                s.iterations = Some(0);
+                s.failed_checks = Some(0);
+            }),
+            actions: vec![Action::ScaleUpTarget, Action::Route(self.initial_routes())],
+            notes: vec![note],
+            requeue: Some(WAIT_RECHECK),
+        })
+    }
+
+    /// Routes while the analysis runs, before any weight step.
+    fn initial_routes(&self) -> Routes {
+        match self.strategy {
+            Strategy::AbTesting { .. } => Routes {
+                matched_to_canary: true,
+                ..Routes::all_to_primary()
+            },
+            Strategy::BlueGreen { mirror, .. } => Routes {
+                mirror,
+                ..Routes::all_to_primary()
+            },
+            Strategy::Progressive { .. } => Routes::all_to_primary(),
+        }
+    }
+
+    fn wait(&self, phase: Phase, message: &str) -> Decision {
+        act(Outcome {
+            status: self.status_with(phase, message, false, |_| {}),
+            actions: vec![],
+            notes: vec![],
+            requeue: Some(WAIT_RECHECK),
+        })
+    }
+
+    fn analyse(&self, phase: Phase) -> Decision {
+        match &self.observation.canary {
+            Readiness::Failed(why) => return act(self.rollback(&format!("canary is not ready: {why}"))),
+            Readiness::Waiting(why) => return self.wait(phase, why),
+            Readiness::Ready => {}
+        }
+        if let Readiness::Waiting(why) | Readiness::Failed(why) = &self.observation.primary {
+            return self.wait(phase, &format!("primary is not ready: {why}"));
+        }
+        if self.spec.skip_analysis == Some(true) {
+            return act(self.start_promotion("analysis skipped (skipAnalysis)"));
+        }
+        let failed = self.status.failed_checks.unwrap_or(0);
+        if failed >= self.analysis.threshold() {
+            return act(self.rollback(&format!(
+                "{failed} failed checks reached the threshold {}",
+                self.analysis.threshold()
+            )));
+        }
+        match self.gate(Gate::RollbackRequested) {
+            Err(gate) => return Decision::Run(gate),
+            Ok(Some(result)) if result.open => {
+                return act(self.rollback(&format!("a rollback webhook asked for it: {}", result.message)));
+            }
+            Ok(_) => {}
+        }
+        if let Some(remaining) = self.until_next_step() {
+            return act(Outcome {
+                requeue: Some(remaining),
+                ..Outcome::default()
+            });
+        }
+        let weight = self.status.canary_weight.unwrap_or(0);
+        let iterations = self.status.iterations.unwrap_or(0);
+        if weight == 0 && iterations == 0 {
+            match self.gate(Gate::PreRollout) {
+                Err(gate) => return Decision::Run(gate),
+                Ok(Some(result)) if !result.open => {
+                    return act(self.failed_check(phase, &format!("pre-rollout check failed: {}", result.message)));
+                }
+                Ok(_) => {}
+            }
+        }
+        match &self.strategy {
+            Strategy::Progressive { steps, max_weight, .. } => {
+                if weight > 0
+                    && let Some(decision) = self.checks(phase)
+                {
+                    return decision;
+                }
+                match next_weight(steps, *max_weight, weight) {
+                    Some(next) => self.increase_weight(phase, next),
+                    None => self.confirm_promotion(),
+                }
+            }
+            Strategy::AbTesting { iterations: planned }
+            | Strategy::BlueGreen {
+                iterations: planned, ..
+            } => {
+                if (iterations < *planned || phase == Phase::WaitingPromotion)
+                    && let Some(decision) = self.checks(phase)
+                {
+                    return decision;
+                }
+                if iterations < *planned {
+                    let done = iterations + 1;
+                    return act(Outcome {
+                        status: self.status_with(
+                            Phase::Progressing,
+                            &format!("iteration {done}/{planned} passed"),
+                            true,
+                            |s| {
+                                s.iterations = Some(done);
+                            },
+                        ),
+                        actions: vec![],
+                        notes: vec![normal(
+                            "Progressing",
+                            format!("{}: advancing to iteration {done}/{planned}", self.name),
+                        )],
+                        requeue: Some(self.interval),
+                    });
+                }
+                self.confirm_promotion()
+            }
+        }
+    }
+
+    /// `Some(decision)` when the iteration's checks must run or failed.
+    fn checks(&self, phase: Phase) -> Option<Decision> {
+        match self.gate(Gate::Checks) {
+            Err(gate) => Some(Decision::Run(gate)),
+            Ok(Some(result)) if !result.open => Some(act(self.failed_check(phase, &result.message))),
+            Ok(_) => None,
+        }
+    }
+
+    fn failed_check(&self, phase: Phase, why: &str) -> Outcome {
+        let failed = self.status.failed_checks.unwrap_or(0) + 1;
+        let threshold = self.analysis.threshold();
+        Outcome {
+            status: self.status_with(
+                phase,
+                &format!("check failed ({failed}/{threshold}): {why}"),
+                true,
+                |s| {
+                    s.failed_checks = Some(failed);
+                },
+            ),
+            actions: vec![],
+            notes: vec![warning(
+                "CheckFailed",
+                format!("{}: check failed ({failed} of {threshold} allowed): {why}", self.name),
+            )],
+            requeue: Some(self.interval),
+        }
+    }
+
+    fn increase_weight(&self, phase: Phase, next: i32) -> Decision {
+        match self.gate(Gate::ConfirmTrafficIncrease) {
+            Err(gate) => return Decision::Run(gate),
+            Ok(Some(result)) if !result.open => {
+                let message = format!("waiting for confirm-traffic-increase approval: {}", result.message);
+                return act(Outcome {
+                    status: self.status_with(phase, &message, false, |_| {}),
+                    actions: vec![],
+                    notes: vec![],
+                    requeue: Some(self.interval),
+                });
+            }
+            Ok(_) => {}
+        }
+        act(Outcome {
+            status: self.status_with(Phase::Progressing, &format!("canary weight {next}%"), true, |s| {
+                s.canary_weight = Some(next);
+            }),
+            actions: vec![Action::Route(Routes::weights(100 - next, next))],
+            notes: vec![normal(
+                "Progressing",
+                format!("{}: advancing canary weight to {next}%", self.name),
+            )],
+            requeue: Some(self.interval),
+        })
+    }
+
+    fn confirm_promotion(&self) -> Decision {
+        match self.gate(Gate::ConfirmPromotion) {
+            Err(gate) => Decision::Run(gate),
+            Ok(Some(result)) if !result.open => {
+                let waiting_already = self.status.phase == Some(Phase::WaitingPromotion);
+                act(Outcome {
+                    status: self.status_with(
+                        Phase::WaitingPromotion,
+                        &format!("waiting for confirm-promotion approval: {}", result.message),
+                        true,
+                        |_| {},
+                    ),
+                    actions: vec![],
+                    notes: if waiting_already {
+                        vec![]
+                    } else {
+                        vec![normal(
+                            "WaitingPromotion",
+                            format!(
+                                "{}: analysis passed; promotion waits for approval: {}",
+                                self.name, result.message
+                            ),
+                        )]
+                    },
+                    requeue: Some(self.interval),
+                })
+            }
+            Ok(_) => act(self.start_promotion("analysis passed")),
+        }
+    }
+
+    fn start_promotion(&self, why: &str) -> Outcome {
+        let blue_green_switch = matches!(self.strategy, Strategy::BlueGreen { .. })
+            && crate::strategy::supports_weights(self.observation.provider);
+        let mut actions = Vec::new();
+        if blue_green_switch {
+            actions.push(Action::Route(Routes::weights(0, 100)));
+        }
+        actions.push(Action::PromotePrimary);
+        Outcome {
+            status: self.status_with(
+                Phase::Promoting,
+                &format!("{why}; promoting the canary to primary"),
+                true,
+                |s| {
+                    if blue_green_switch {
+                        s.canary_weight = Some(100);
+                    }
+                },
+            ),
+            actions,
+            notes: vec![normal(
+                "Promoting",
+                format!("{}: {why}; copying the canary's template to the primary", self.name),
+            )],
+            requeue: Some(WAIT_RECHECK),
+        }
+    }
+
+    fn promote(&self) -> Decision {
+        match &self.observation.primary {
+            Readiness::Waiting(why) => {
+                return self.wait(Phase::Promoting, &format!("promotion waits for the primary: {why}"));
+            }
+            Readiness::Failed(why) => {
+                return act(self.rollback(&format!("the primary did not roll out the promoted revision: {why}")));
+            }
+            Readiness::Ready => {}
+        }
+        let weight = self.status.canary_weight.unwrap_or(0);
+        if let Strategy::Progressive {
+            promotion_step: Some(step),
+            ..
+        } = self.strategy
+            && weight > 0
+        {
+            if let Some(remaining) = self.until_next_step() {
+                return act(Outcome {
+                    requeue: Some(remaining),
+                    ..Outcome::default()
+                });
+            }
+            let next = (weight - step).max(0);
+            let phase = if next == 0 { Phase::Finalising } else { Phase::Promoting };
+            return act(Outcome {
+                status: self.status_with(phase, &format!("promotion: canary weight {next}%"), true, |s| {
+                    s.canary_weight = Some(next)
+                }),
+                actions: vec![Action::Route(Routes::weights(100 - next, next))],
+                notes: vec![normal(
+                    "Promoting",
+                    format!(
+                        "{}: shifting traffic back to the primary, canary weight {next}%",
+                        self.name
+                    ),
+                )],
+                requeue: Some(if next == 0 { Duration::ZERO } else { self.interval }),
+            });
+        }
+        act(Outcome {
+            status: self.status_with(
+                Phase::Finalising,
+                "all traffic routed to the promoted primary",
+                true,
+                |s| s.canary_weight = Some(0),
+            ),
+            actions: vec![Action::Route(Routes::all_to_primary())],
+            notes: vec![normal(
+                "Finalising",
+                format!("{}: routing all traffic to the primary", self.name),
+            )],
+            requeue: Some(Duration::ZERO),
+        })
+    }
+
+    fn finalise(&self) -> Outcome {
+        Outcome {
+            status: self.status_with(Phase::Succeeded, "promotion completed", true, |s| {
+                s.canary_weight = Some(0);
+                s.iterations = Some(0);
+                s.failed_checks = Some(0);
+                s.last_promoted_spec = s.last_applied_spec.clone();
+            }),
+            actions: vec![Action::ScaleDownTarget, Action::PostRollout(Phase::Succeeded)],
+            notes: vec![normal(
+                "Succeeded",
+                format!("{}: promotion completed; canary scaled down", self.name),
+            )],
+            requeue: None,
+        }
+    }
+
+    fn rollback(&self, why: &str) -> Outcome {
+        Outcome {
+            status: self.status_with(Phase::Failed, &format!("rolled back: {why}"), true, |s| {
+                s.canary_weight = Some(0);
+                s.iterations = Some(0);
+            }),
+            actions: vec![
+                Action::Route(Routes::all_to_primary()),
+                Action::ScaleDownTarget,
+                Action::PostRollout(Phase::Failed),
+            ],
+            notes: vec![warning(
+                "RolledBack",
+                format!(
+                    "{}: rolled back, traffic returned to the primary and the canary scaled down: {why}",
+                    self.name
+                ),
+            )],
+            requeue: None,
+        }
+    }
+}
+
+fn normal(reason: &'static str, message: String) -> Note {
+    Note {
+        warning: false,
+        reason,
+        message,
+    }
+}
+
+fn warning(reason: &'static str, message: String) -> Note {
+    Note {
+        warning: true,
+        reason,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,446 @@
+//! The state machine driven like the operator drives it: gates answered by a script, actions
+//! recorded, time advanced to each requeue. Each test reads as the rollout a user would see.
+
+use std::time::Duration;
+
+use serde_json::json;
+use serin_api::canary::{CanaryWebhook, HookType, Provider};
+use serin_api::{CanarySpec, CanaryStatus, Phase};
+
+use super::*;
+
+const START: i64 = 1_800_000_000;
+
+struct Sim {
+    spec: CanarySpec,
+    status: CanaryStatus,
+    now: Timestamp,
+    revision: String,
+    provider: Provider,
+    canary: Readiness,
+    primary: Readiness,
+    /// Answers per gate; the last answer repeats.
+    answers: BTreeMap<Gate, Vec<bool>>,
+    asked: Vec<Gate>,
+    actions: Vec<Action>,
+    trace: Vec<(Phase, i32, i32)>,
+}
+
+impl Sim {
+    fn new(analysis: serde_json::Value, provider: Provider) -> Sim {
+        let spec: CanarySpec = serde_json::from_value(json!({
+            "targetRef": { "kind": "Deployment", "name": "app" },
+            "service": { "port": 80 },
+            "analysis": analysis,
+        }))
+        .expect("spec");
+        let now = Timestamp::from_second(START).expect("time");
+        let status = status::initialized(&CanaryStatus::default(), "s1-rev1", "done", now).expect("initialized");
+        Sim {
+            spec,
+            status,
+            now,
+            revision: "s1-rev1".into(),
+            provider,
+            canary: Readiness::Ready,
+            primary: Readiness::Ready,
+            answers: BTreeMap::new(),
+            asked: vec![],
+            actions: vec![],
+            trace: vec![],
+        }
+    }
+
+    fn answer(mut self, gate: Gate, answers: &[bool]) -> Sim {
+        self.answers.insert(gate, answers.to_vec());
+        self
+    }
+
+    fn hooks(mut self, kinds: &[HookType]) -> Sim {
+        let analysis = self.spec.analysis.as_mut().expect("analysis");
+        analysis.webhooks = Some(
+            kinds
+                .iter()
+                .map(|kind| CanaryWebhook {
+                    name: format!("{kind:?}"),
+                    type_: Some(*kind),
+                    url: "http://x/".into(),
+                    ..Default::default()
+                })
+                .collect(),
+        );
+        self
+    }
+
+    fn phase(&self) -> Phase {
+        self.status.phase.unwrap_or_default()
+    }
+
+    fn weight(&self) -> i32 {
+        self.status.canary_weight.unwrap_or(0)
+    }
+
+    /// One reconcile: decide, answering gates, until the machine acts; applies the outcome.
+    fn reconcile(&mut self) -> Outcome {
+        let mut gates = Gates::default();
+        loop {
+            let subject = Subject {
+                name: "app",
+                namespace: "test",
+                spec: &self.spec,
+                status: &self.status,
+            };
+            let observation = Observation {
+                now: self.now,
+                revision: &self.revision,
+                canary: self.canary.clone(),
+                primary: self.primary.clone(),
+                provider: self.provider,
+            };
+            match decide(&subject, &observation, &gates) {
+                Decision::Run(gate) => {
+                    self.asked.push(gate);
+                    let answers = self
+                        .answers
+                        .entry(gate)
+                        .or_insert_with(|| vec![gate != Gate::RollbackRequested]);
+                    let open = if answers.len() > 1 {
+                        answers.remove(0)
+                    } else {
+                        answers[0]
+                    };
+                    gates.insert(
+                        gate,
+                        GateResult {
+                            open,
+                            message: format!("{gate:?} said {open}"),
+                        },
+                    );
+                }
+                Decision::Act(outcome) => {
+                    if let Some(status) = &outcome.status {
+                        self.status = status.clone();
+                        self.trace
+                            .push((self.phase(), self.weight(), self.status.iterations.unwrap_or(0)));
+                    }
+                    self.actions.extend(outcome.actions.clone());
+                    return *outcome;
+                }
+            }
+        }
+    }
+
+    /// Reconciles, advancing the clock to each requeue, until `phase` or `max` reconciles.
+    fn run_until(&mut self, phase: Phase, max: usize) -> Duration {
+        let started = self.now;
+        for _ in 0..max {
+            let outcome = self.reconcile();
+            if self.phase() == phase {
+                break;
+            }
+            let wait = outcome.requeue.unwrap_or(Duration::from_secs(1));
+            self.now = self.now.checked_add(wait).expect("time");
+        }
+        assert_eq!(self.phase(), phase, "trace {:?}", self.trace);
+        Duration::try_from(self.now.duration_since(started)).expect("elapsed")
+    }
+
+    fn new_revision(&mut self, revision: &str) {
+        self.revision = revision.to_string();
+    }
+
+    fn routes(&self) -> Vec<(i32, i32)> {
+        self.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Route(r) => Some((r.primary, r.canary)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn progressive() -> serde_json::Value {
+    json!({ "interval": "1m", "threshold": 2, "stepWeight": 10, "maxWeight": 30 })
+}
+
+#[test]
+fn nothing_happens_without_a_new_revision() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    let outcome = sim.reconcile();
+    assert_eq!(outcome, Outcome::default());
+    assert_eq!(sim.phase(), Phase::Initialized);
+}
+
+#[test]
+fn a_progressive_canary_steps_up_then_promotes() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    // interval × maxWeight / stepWeight until the promotion starts, within one interval.
+    let elapsed = sim.run_until(Phase::Promoting, 40);
+    assert!(
+        elapsed >= Duration::from_secs(180) && elapsed <= Duration::from_secs(240),
+        "{elapsed:?}"
+    );
+    sim.run_until(Phase::Succeeded, 10);
+    let phases: Vec<(Phase, i32)> = sim.trace.iter().map(|(p, w, _)| (*p, *w)).collect();
+    assert_eq!(
+        phases,
+        vec![
+            (Phase::Progressing, 0),
+            (Phase::Progressing, 10),
+            (Phase::Progressing, 20),
+            (Phase::Progressing, 30),
+            (Phase::Promoting, 30),
+            (Phase::Finalising, 0),
+            (Phase::Succeeded, 0),
+        ]
+    );
+    assert_eq!(sim.routes(), vec![(100, 0), (90, 10), (80, 20), (70, 30), (100, 0)]);
+    assert_eq!(sim.actions.first(), Some(&Action::ScaleUpTarget));
+    assert!(sim.actions.contains(&Action::PromotePrimary));
+    assert_eq!(sim.actions.last(), Some(&Action::PostRollout(Phase::Succeeded)));
+    assert_eq!(sim.status.last_promoted_spec.as_deref(), Some("s1-rev2"));
+    // No checks at weight 0; checks at 10, 20 and 30.
+    assert_eq!(sim.asked.iter().filter(|g| **g == Gate::Checks).count(), 3);
+}
+
+#[test]
+fn step_weights_and_gradual_promotion() {
+    let analysis = json!({ "interval": "30s", "threshold": 2, "stepWeights": [5, 25, 50], "stepWeightPromotion": 20 });
+    let mut sim = Sim::new(analysis, Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Succeeded, 40);
+    assert_eq!(
+        sim.routes(),
+        vec![(100, 0), (95, 5), (75, 25), (50, 50), (70, 30), (90, 10), (100, 0)]
+    );
+}
+
+#[test]
+fn failed_checks_roll_back_at_the_threshold() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1).answer(Gate::Checks, &[false]);
+    sim.new_revision("s1-rev2");
+    let elapsed = sim.run_until(Phase::Failed, 20);
+    assert_eq!(sim.status.failed_checks, Some(2));
+    assert_eq!(sim.routes(), vec![(100, 0), (90, 10), (100, 0)]);
+    assert!(
+        sim.actions
+            .ends_with(&[Action::ScaleDownTarget, Action::PostRollout(Phase::Failed)])
+    );
+    assert!(!sim.actions.contains(&Action::PromotePrimary));
+    // One step to 10%, then interval × threshold.
+    assert!(elapsed <= Duration::from_secs(4 * 60), "{elapsed:?}");
+    // A failed canary stays failed until the next revision.
+    let outcome = sim.reconcile();
+    assert_eq!(outcome, Outcome::default());
+}
+
+#[test]
+fn blue_green_on_kubernetes_runs_iterations_without_weights() {
+    let mut sim = Sim::new(
+        json!({ "interval": "1m", "threshold": 2, "iterations": 3 }),
+        Provider::Kubernetes,
+    );
+    sim.new_revision("s1-rev2");
+    let elapsed = sim.run_until(Phase::Promoting, 20);
+    assert!(
+        elapsed >= Duration::from_secs(180) && elapsed <= Duration::from_secs(240),
+        "{elapsed:?}"
+    );
+    sim.run_until(Phase::Succeeded, 10);
+    let iterations: Vec<i32> = sim.trace.iter().map(|(_, _, i)| *i).collect();
+    assert_eq!(&iterations[..4], &[0, 1, 2, 3]);
+    assert!(sim.routes().iter().all(|r| *r == (100, 0)), "{:?}", sim.routes());
+}
+
+#[test]
+fn blue_green_on_a_weighted_router_switches_all_traffic_at_promotion() {
+    let mut sim = Sim::new(
+        json!({ "interval": "1m", "threshold": 2, "iterations": 2 }),
+        Provider::GatewayApiV1,
+    );
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Succeeded, 20);
+    assert_eq!(sim.routes(), vec![(100, 0), (0, 100), (100, 0)]);
+}
+
+#[test]
+fn ab_testing_routes_matching_requests_to_the_canary() {
+    let analysis = json!({ "interval": "1m", "threshold": 2, "iterations": 2, "match": [{ "headers": { "x-canary": { "exact": "1" } } }] });
+    let mut sim = Sim::new(analysis, Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Succeeded, 20);
+    let first = sim
+        .actions
+        .iter()
+        .find_map(|a| if let Action::Route(r) = a { Some(*r) } else { None });
+    assert_eq!(
+        first,
+        Some(Routes {
+            primary: 100,
+            canary: 0,
+            matched_to_canary: true,
+            mirror: false
+        })
+    );
+}
+
+#[test]
+fn confirm_rollout_holds_in_waiting_then_releases() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1)
+        .hooks(&[HookType::ConfirmRollout])
+        .answer(Gate::ConfirmRollout, &[false, false, true]);
+    sim.new_revision("s1-rev2");
+    let first = sim.reconcile();
+    assert_eq!(sim.phase(), Phase::Waiting);
+    assert_eq!(first.notes.len(), 1);
+    assert!(first.actions.is_empty(), "nothing is scaled while waiting");
+    let second = sim.reconcile();
+    assert_eq!(sim.phase(), Phase::Waiting);
+    assert!(second.notes.is_empty(), "the Waiting event is not repeated");
+    sim.reconcile();
+    assert_eq!(sim.phase(), Phase::Progressing);
+    assert_eq!(sim.status.last_applied_spec.as_deref(), Some("s1-rev2"));
+    assert_eq!(sim.status.failed_checks, Some(0), "refusals are not failed checks");
+}
+
+#[test]
+fn confirm_promotion_holds_while_checks_keep_running() {
+    let mut sim = Sim::new(
+        json!({ "interval": "1m", "threshold": 2, "iterations": 1 }),
+        Provider::Kubernetes,
+    )
+    .hooks(&[HookType::ConfirmPromotion])
+    .answer(Gate::ConfirmPromotion, &[false, false, true]);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::WaitingPromotion, 10);
+    let checks_before = sim.asked.iter().filter(|g| **g == Gate::Checks).count();
+    sim.run_until(Phase::Succeeded, 10);
+    let checks_after = sim.asked.iter().filter(|g| **g == Gate::Checks).count();
+    assert!(
+        checks_after >= checks_before + 2,
+        "checks run while waiting for promotion"
+    );
+    assert_eq!(sim.status.failed_checks, Some(0));
+}
+
+#[test]
+fn confirm_traffic_increase_pauses_the_weight() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1)
+        .hooks(&[HookType::ConfirmTrafficIncrease])
+        .answer(Gate::ConfirmTrafficIncrease, &[false, true]);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Succeeded, 40);
+    let weights: Vec<i32> = sim.trace.iter().map(|(_, w, _)| *w).collect();
+    assert_eq!(&weights[..3], &[0, 0, 10], "first increase held for one interval");
+}
+
+#[test]
+fn pre_rollout_failure_is_a_failed_check() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1)
+        .hooks(&[HookType::PreRollout])
+        .answer(Gate::PreRollout, &[false, true]);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Succeeded, 40);
+    assert_eq!(
+        sim.asked.iter().filter(|g| **g == Gate::PreRollout).count(),
+        2,
+        "retried once, then never again"
+    );
+    assert_eq!(sim.status.failed_checks, Some(0), "reset by the promotion");
+    assert!(sim.trace.contains(&(Phase::Progressing, 0, 0)));
+}
+
+#[test]
+fn a_rollback_webhook_rolls_back() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1)
+        .hooks(&[HookType::Rollback])
+        .answer(Gate::RollbackRequested, &[false, false, true]);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Failed, 20);
+    assert!(
+        sim.status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.message.as_deref().is_some_and(|m| m.contains("rollback webhook")))
+    );
+}
+
+#[test]
+fn a_new_revision_mid_analysis_restarts_from_zero() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.reconcile();
+    sim.now = sim.now.checked_add(Duration::from_secs(60)).expect("time");
+    sim.reconcile();
+    assert_eq!(sim.weight(), 10);
+    sim.new_revision("s1-rev3");
+    let outcome = sim.reconcile();
+    assert_eq!(sim.weight(), 0);
+    assert_eq!(sim.phase(), Phase::Progressing);
+    assert_eq!(sim.status.last_applied_spec.as_deref(), Some("s1-rev3"));
+    assert!(outcome.actions.contains(&Action::Route(Routes::all_to_primary())));
+    assert_eq!(outcome.notes[0].reason, "Restarted");
+    sim.run_until(Phase::Succeeded, 40);
+    assert_eq!(sim.status.last_promoted_spec.as_deref(), Some("s1-rev3"));
+}
+
+#[test]
+fn reverting_to_the_promoted_revision_starts_nothing() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.reconcile();
+    sim.status.phase = Some(Phase::Failed);
+    sim.new_revision("s1-rev1");
+    let outcome = sim.reconcile();
+    assert_eq!(sim.phase(), Phase::Failed);
+    assert_eq!(outcome.actions, vec![Action::ScaleDownTarget]);
+    assert_eq!(sim.status.last_applied_spec.as_deref(), Some("s1-rev1"));
+    assert_eq!(sim.reconcile(), Outcome::default());
+}
+
+#[test]
+fn steps_wait_for_the_interval() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.reconcile();
+    sim.now = sim.now.checked_add(Duration::from_secs(20)).expect("time");
+    let early = sim.reconcile();
+    assert_eq!(early.status, None);
+    assert_eq!(early.requeue, Some(Duration::from_secs(40)));
+    assert_eq!(sim.weight(), 0);
+}
+
+#[test]
+fn an_unready_canary_waits_then_rolls_back_when_hopeless() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.reconcile();
+    sim.canary = Readiness::Waiting("0 of 1 updated replicas are available".into());
+    sim.reconcile();
+    assert_eq!(sim.phase(), Phase::Progressing);
+    sim.canary = Readiness::Failed("deployment app exceeded its progress deadline".into());
+    sim.reconcile();
+    assert_eq!(sim.phase(), Phase::Failed);
+}
+
+#[test]
+fn skip_analysis_promotes_a_ready_canary() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.spec.skip_analysis = Some(true);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Succeeded, 10);
+    assert!(!sim.asked.contains(&Gate::Checks));
+    assert!(sim.actions.contains(&Action::PromotePrimary));
+}
+
+#[test]
+fn a_suspended_canary_is_left_alone() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.spec.suspend = Some(true);
+    sim.new_revision("s1-rev2");
+    assert_eq!(sim.reconcile(), Outcome::default());
+    assert_eq!(sim.phase(), Phase::Initialized);
+}
