@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use serin_api::canary::Provider;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Args, Debug)]
@@ -31,18 +32,25 @@ pub struct OperatorArgs {
     /// Prefixes of the labels and annotations copied to the primary; `*` copies all.
     #[arg(long, default_value = "")]
     include_label_prefix: String,
+    /// Traffic provider of Canaries that do not set spec.provider.
+    #[arg(long, default_value = "kubernetes", value_parser = parse_provider)]
+    mesh_provider: Provider,
+    /// Prometheus address for the builtin metrics of Canaries without spec.metricsServer.
+    #[arg(long, default_value = "http://prometheus:9090")]
+    metrics_server: String,
     #[command(flatten)]
     not_yet: NotYetActedOn,
+}
+
+fn parse_provider(text: &str) -> Result<Provider, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("unknown provider {text:?}; see spec.provider in the Canary CRD for the accepted names"))
 }
 
 /// Flagger flags that serin accepts so existing deployments start unchanged, but does not act on
 /// yet; setting one logs a warning that names it.
 #[derive(Args, Debug)]
 struct NotYetActedOn {
-    #[arg(long, default_value = "kubernetes")]
-    mesh_provider: String,
-    #[arg(long, default_value = "http://prometheus:9090")]
-    metrics_server: String,
     #[arg(long)]
     kubeconfig_qps: Option<String>,
     #[arg(long)]
@@ -112,18 +120,11 @@ impl NotYetActedOn {
             ("cluster-name", &self.cluster_name),
             ("no-cross-namespace-refs", &self.no_cross_namespace_refs),
         ];
-        let mut set: Vec<&'static str> = optional
+        optional
             .iter()
             .filter(|(_, v)| v.is_some())
             .map(|(name, _)| *name)
-            .collect();
-        if self.mesh_provider != "kubernetes" {
-            set.push("mesh-provider");
-        }
-        if self.metrics_server != "http://prometheus:9090" {
-            set.push("metrics-server");
-        }
-        set
+            .collect()
     }
 }
 
@@ -168,6 +169,8 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
         namespace: args.namespace.clone(),
         selector_labels: split(&args.selector_labels),
         include_label_prefixes: split(&args.include_label_prefix),
+        mesh_provider: args.mesh_provider,
+        metrics_server: args.metrics_server.clone(),
         ..Default::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -71,6 +71,18 @@ pub fn primary_deployment(inputs: &PrimaryInputs) -> Deployment {
     }
 }
 
+/// Whether the primary runs the target's template, apart from the selector label's value.
+pub fn same_template(primary: &Deployment, target: &Deployment, label: &SelectorLabel) -> bool {
+    let without_label = |d: &Deployment| {
+        let mut template = d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+            labels.remove(&label.key);
+        }
+        template
+    };
+    without_label(primary) == without_label(target)
+}
+
 fn copied(from: Option<&BTreeMap<String, String>>, prefixes: &[String]) -> BTreeMap<String, String> {
     let included = |key: &str| {
         !OBJECT_OWN_ANNOTATIONS.contains(&key)
@@ -188,6 +200,22 @@ mod tests {
             all.metadata.annotations, None,
             "last-applied-configuration is never copied"
         );
+    }
+
+    #[test]
+    fn the_primary_runs_the_target_template_until_the_target_changes() {
+        let target = target(Some(2));
+        let primary = build(&target, &[], None);
+        let label = SelectorLabel {
+            key: "app".into(),
+            value: "podinfo".into(),
+        };
+        assert!(same_template(&primary, &target, &label));
+        let mut changed = target.clone();
+        if let Some(spec) = changed.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+            spec.containers[0].image = Some("podinfo:2".into());
+        }
+        assert!(!same_template(&primary, &changed, &label));
     }
 
     #[test]

@@ -1,3 +1,4 @@
+use serin_api::canary::Provider;
 use serin_core::naming::DEFAULT_SELECTOR_LABELS;
 
 /// What the operator's flags decide.
@@ -9,6 +10,10 @@ pub struct Config {
     pub selector_labels: Vec<String>,
     /// `-include-label-prefix`: labels and annotations copied from the target to the primary.
     pub include_label_prefixes: Vec<String>,
+    /// `-mesh-provider`: the traffic provider of Canaries that do not set `spec.provider`.
+    pub mesh_provider: Provider,
+    /// `-metrics-server`: Prometheus for the builtin metrics of Canaries without `spec.metricsServer`.
+    pub metrics_server: String,
     /// Name this operator gives itself in Events and field managers.
     pub controller_name: String,
 }
@@ -19,6 +24,8 @@ impl Default for Config {
             namespace: None,
             selector_labels: DEFAULT_SELECTOR_LABELS.iter().map(|s| s.to_string()).collect(),
             include_label_prefixes: Vec::new(),
+            mesh_provider: Provider::Kubernetes,
+            metrics_server: "http://prometheus:9090".to_string(),
             controller_name: "serin".to_string(),
         }
     }

@@ -15,12 +15,14 @@ use serin_api::{Canary, Phase};
 use serin_core::naming::primary_name;
 use tracing::Instrument;
 
-use crate::{Config, Error, initialize};
+use crate::http::HttpClients;
+use crate::{Config, Error, analyse, initialize};
 
 pub struct Context {
     pub client: Client,
     pub config: Config,
     pub recorder: Recorder,
+    pub http: HttpClients,
 }
 
 /// Runs the operator until the process is asked to stop (SIGTERM or Ctrl-C).
@@ -39,10 +41,18 @@ pub async fn run(client: Client, config: Config) {
         controller: config.controller_name.clone(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let http = match HttpClients::new() {
+        Ok(http) => http,
+        Err(error) => {
+            tracing::error!(%error, "could not create the HTTP client for webhooks and metrics");
+            return;
+        }
+    };
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
         config,
+        http,
     });
 
     let controller = Controller::new(canaries, watcher::Config::default().any_semantic());
@@ -88,7 +98,7 @@ async fn reconcile(canary: Arc<Canary>, context: Arc<Context>) -> Result<Action,
         let phase = canary.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
         match phase {
             Phase::Unset | Phase::Initializing => initialize::run(&canary, &context).await,
-            _ => Ok(Action::await_change()),
+            _ => analyse::run(&canary, &context).await,
         }
     }
     .instrument(span)

@@ -1,3 +1,5 @@
+use serin_api::canary::Provider;
+
 /// Failures of one reconcile. Each has a short PascalCase reason used in Events and logs.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -7,6 +9,10 @@ pub enum Error {
     MissingNamespace,
     #[error("the Canary has no uid to own its objects with")]
     MissingUid,
+    #[error("provider {0:?} is not supported by this serin version; use kubernetes or gatewayapi:v1")]
+    UnsupportedProvider(Provider),
+    #[error("could not build an object: {0}")]
+    Serialize(serde_json::Error),
 }
 
 impl Error {
@@ -15,6 +21,8 @@ impl Error {
             Error::Kube(_) => "KubernetesApiError",
             Error::MissingNamespace => "MissingNamespace",
             Error::MissingUid => "MissingUid",
+            Error::UnsupportedProvider(_) => "UnsupportedProvider",
+            Error::Serialize(_) => "InvalidObject",
         }
     }
 }

@@ -13,8 +13,7 @@ use kube::{Api, Resource, ResourceExt};
 use serin_api::canary::TargetKind;
 use serin_api::canary::defaults::READY_THRESHOLD_PERCENT;
 use serin_api::{Canary, Phase};
-use serin_core::naming::{primary_name, selector_label};
-use serin_core::primary::{PrimaryInputs, primary_deployment};
+use serin_core::naming::selector_label;
 use serin_core::readiness::{self, Readiness};
 use serin_core::revision::pod_template_hash;
 use serin_core::services::{ServiceInputs, services};
@@ -23,8 +22,9 @@ use serin_core::status;
 use crate::Error;
 use crate::apply::apply;
 use crate::controller::Context;
-use crate::report::{Note, report};
+use crate::report::{Note, problem, report};
 use crate::workload::deployment::scale_to_zero;
+use crate::workload::primary::apply_primary;
 
 /// Re-checks a primary that is still rolling out even if no watch event arrives.
 const READINESS_RECHECK: Duration = Duration::from_secs(10);
@@ -41,7 +41,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
             "targetRef.kind {:?} is not supported by this serin version; target a Deployment",
             target_ref.kind
         );
-        problem(context, canary, "UnsupportedTarget", message).await?;
+        problem(context, canary, Phase::Initializing, "UnsupportedTarget", message).await?;
         return Ok(Action::await_change());
     }
 
@@ -51,7 +51,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
             "target Deployment {namespace}/{} not found: create it or fix spec.targetRef.name",
             target_ref.name
         );
-        problem(context, canary, "TargetNotFound", message).await?;
+        problem(context, canary, Phase::Initializing, "TargetNotFound", message).await?;
         return Ok(Action::await_change());
     };
 
@@ -66,20 +66,12 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
             target_ref.name,
             context.config.selector_labels.join(", ")
         );
-        problem(context, canary, "SelectorLabelMissing", message).await?;
+        problem(context, canary, Phase::Initializing, "SelectorLabelMissing", message).await?;
         return Ok(Action::await_change());
     };
 
     let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
-    let existing_primary = deployments.get_opt(&primary_name(&target_ref.name)).await?;
-    let primary = primary_deployment(&PrimaryInputs {
-        target: &target,
-        label: &label,
-        include_label_prefixes: &context.config.include_label_prefixes,
-        owner: owner.clone(),
-        current_primary_replicas: existing_primary.and_then(|p| p.spec.and_then(|s| s.replicas)),
-    });
-    let primary = apply(&deployments, &primary).await?;
+    let primary = apply_primary(context, canary, &deployments, &target, &label).await?;
 
     let template = target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
     let service_api = Api::<Service>::namespaced(context.client.clone(), &namespace);
@@ -111,7 +103,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
         }
         Readiness::Failed(message) => {
             let message = format!("primary is not ready: {message}; fix the target's pod template or resources");
-            problem(context, canary, "PrimaryNotReady", message).await?;
+            problem(context, canary, Phase::Initializing, "PrimaryNotReady", message).await?;
             return Ok(Action::requeue(READINESS_RECHECK));
         }
     }
@@ -126,21 +118,4 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
     };
     report(context, canary, next, Some(note)).await?;
     Ok(Action::await_change())
-}
-
-/// Reports what keeps the Canary from initializing, as its status message and a Warning Event.
-async fn problem(context: &Context, canary: &Canary, reason: &'static str, message: String) -> Result<(), Error> {
-    let current = canary.status.clone().unwrap_or_default();
-    let next = status::transition(&current, Phase::Initializing, &message, Timestamp::now());
-    report(
-        context,
-        canary,
-        next,
-        Some(Note {
-            type_: EventType::Warning,
-            reason,
-            message,
-        }),
-    )
-    .await
 }

@@ -1,12 +1,17 @@
 //! serin's controller. It watches Canaries and the Deployments they target through shared caches,
 //! asks `serin-core` what to do, and carries it out against the API server.
 
+mod analyse;
 mod apply;
 mod config;
 mod controller;
 mod error;
+mod hooks;
+mod http;
 mod initialize;
+mod metrics;
 mod report;
+mod router;
 mod workload;
 
 pub use config::Config;

@@ -11,7 +11,9 @@ mod error;
 pub mod fixtures;
 pub mod prometheus;
 mod reaper;
+pub mod traffic;
 mod upstream;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -171,6 +173,12 @@ pub async fn install_crds(client: &Client) -> Result<(), Error> {
         .await?;
     }
     Ok(())
+}
+
+/// reqwest may be built without a crypto provider (serin-operator does so); use ring, as kube does.
+pub(crate) fn install_crypto_provider() {
+    // An error only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

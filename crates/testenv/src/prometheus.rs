@@ -43,6 +43,7 @@ impl Prometheus {
                 hint: "install Debian's prometheus package (hack/test.sh does)".into(),
             });
         }
+        crate::install_crypto_provider();
         reaper::reap_orphans();
         let dir = tempfile::Builder::new().prefix(reaper::DIR_PREFIX).tempdir()?;
         reaper::record_owner(dir.path())?;
@@ -77,7 +78,28 @@ impl Prometheus {
             async move { reqwest::get(&ready).await.ok()?.status().is_success().then_some(()) }
         })
         .await?;
+        prometheus.wait_for_first_scrapes(targets.len()).await?;
         Ok(prometheus)
+    }
+
+    /// Prometheus applies its targets a few seconds after it starts; tests must not query
+    /// before every target has been scraped once.
+    async fn wait_for_first_scrapes(&self, targets: usize) -> Result<(), Error> {
+        let url = format!("{}/api/v1/query", self.url);
+        let client = reqwest::Client::new();
+        wait_for(
+            Duration::from_secs(30),
+            "prometheus to scrape every target once",
+            || {
+                let request = client.get(&url).query(&[("query", "count(up)")]);
+                async move {
+                    let body: serde_json::Value = request.send().await.ok()?.json().await.ok()?;
+                    let count: usize = body["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+                    (count >= targets).then_some(())
+                }
+            },
+        )
+        .await
     }
 
     /// Base URL of the HTTP API, e.g. `http://127.0.0.1:9090`.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use serin_testenv::prometheus::Prometheus;
+use serin_testenv::traffic::{Behaviour, TrafficSource};
 use serin_testenv::{Options, TestEnv, wait_for};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -42,4 +43,59 @@ async fn prometheus_scrapes_the_api_server() {
     assert_eq!(value, "1", "the scrape succeeded (up == 1)");
     drop(prometheus);
     env.teardown().await;
+}
+
+async fn instant(prometheus: &Prometheus, query: &str) -> Option<f64> {
+    let url = format!("{}/api/v1/query", prometheus.url());
+    let body: Value = reqwest::Client::new()
+        .get(&url)
+        .query(&[("query", query)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body["data"]["result"].as_array()?.first()?["value"][1]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_measures_the_traffic_source() {
+    let traffic = TrafficSource::start().await.expect("traffic source");
+    traffic.set(
+        "shop",
+        "web",
+        Behaviour {
+            requests_per_second: 50.0,
+            error_ratio: 0.2,
+            latency_seconds: 0.2,
+        },
+    );
+    let target = traffic.scrape_target();
+    let prometheus = Prometheus::start(&[target], Duration::from_millis(500))
+        .await
+        .expect("prometheus starts");
+    let labels = r#"kubernetes_namespace="shop",kubernetes_pod_name=~"web-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)""#;
+    let success = format!(
+        r#"sum(rate(http_request_duration_seconds_count{{{labels},status!~"5.*"}}[10s])) / sum(rate(http_request_duration_seconds_count{{{labels}}}[10s])) * 100"#
+    );
+    let rate = wait_for(Duration::from_secs(30), "a success rate", || {
+        instant(&prometheus, &success)
+    })
+    .await
+    .expect("success rate");
+    assert!((rate - 80.0).abs() < 0.5, "success rate {rate}, expected 80");
+    let p99 = format!(
+        r#"histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{{{labels}}}[10s])) by (le))"#
+    );
+    let latency = wait_for(Duration::from_secs(30), "a p99 latency", || instant(&prometheus, &p99))
+        .await
+        .expect("p99");
+    assert!(
+        latency > 0.1 && latency <= 0.25,
+        "p99 {latency}s, expected within the 0.25s bucket"
+    );
 }

@@ -367,6 +367,12 @@ impl<'a> Machine<'a> {
         if self.spec.skip_analysis == Some(true) {
             return act(self.start_promotion("analysis skipped (skipAnalysis)"));
         }
+        if let Some(remaining) = self.until_next_step() {
+            return act(Outcome {
+                requeue: Some(remaining),
+                ..Outcome::default()
+            });
+        }
         let failed = self.status.failed_checks.unwrap_or(0);
         if failed >= self.analysis.threshold() {
             return act(self.rollback(&format!(
@@ -380,12 +386,6 @@ impl<'a> Machine<'a> {
                 return act(self.rollback(&format!("a rollback webhook asked for it: {}", result.message)));
             }
             Ok(_) => {}
-        }
-        if let Some(remaining) = self.until_next_step() {
-            return act(Outcome {
-                requeue: Some(remaining),
-                ..Outcome::default()
-            });
         }
         let weight = self.status.canary_weight.unwrap_or(0);
         let iterations = self.status.iterations.unwrap_or(0);

@@ -6,10 +6,10 @@ use serde_json::json;
 use crate::Error;
 use crate::apply::FIELD_MANAGER;
 
-/// Scales the target to zero with a merge patch, so the user's own field manager keeps owning
-/// `spec.replicas` and their next `kubectl apply` does not conflict with serin.
-pub async fn scale_to_zero(api: &Api<Deployment>, deployment: &Deployment) -> Result<(), Error> {
-    if deployment.spec.as_ref().and_then(|s| s.replicas) == Some(0) {
+/// Sets the replicas of a Deployment with a merge patch, so the user's own field manager keeps
+/// owning `spec.replicas` and their next `kubectl apply` does not conflict with serin.
+pub async fn scale(api: &Api<Deployment>, deployment: &Deployment, replicas: i32) -> Result<(), Error> {
+    if deployment.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
         return Ok(());
     }
     let params = PatchParams {
@@ -19,8 +19,12 @@ pub async fn scale_to_zero(api: &Api<Deployment>, deployment: &Deployment) -> Re
     api.patch(
         &deployment.name_any(),
         &params,
-        &Patch::Merge(json!({ "spec": { "replicas": 0 } })),
+        &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
     )
     .await?;
     Ok(())
+}
+
+pub async fn scale_to_zero(api: &Api<Deployment>, deployment: &Deployment) -> Result<(), Error> {
+    scale(api, deployment, 0).await
 }

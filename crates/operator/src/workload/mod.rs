@@ -1,3 +1,4 @@
 //! The workloads a Canary manages: its target and the primary copy.
 
 pub mod deployment;
+pub mod primary;

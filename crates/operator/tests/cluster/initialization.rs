@@ -9,8 +9,9 @@ use kube::api::Api;
 use libtest_mimic::Failed;
 use serde_json::json;
 use serin_api::{Canary, Phase};
-use serin_testenv::{TestEnv, wait_for};
+use serin_testenv::wait_for;
 
+use crate::support::Cluster;
 use crate::support::{
     TIMEOUT, create_canary, create_deployment, ensure, example, kubectl, wait_for_event, wait_for_message,
     wait_for_phase,
@@ -27,7 +28,7 @@ fn selector_of(service: &Service) -> Vec<(String, String)> {
         .collect()
 }
 
-pub async fn a_canary_is_initialized(env: Arc<TestEnv>) -> Result<(), Failed> {
+pub async fn a_canary_is_initialized(env: Arc<Cluster>) -> Result<(), Failed> {
     let namespace = env.namespace("init").await?;
     for file in ["podinfo/deployment.yaml", "podinfo/canary.yaml"] {
         let path = example(file);
@@ -167,7 +168,7 @@ pub async fn a_canary_is_initialized(env: Arc<TestEnv>) -> Result<(), Failed> {
     Ok(())
 }
 
-pub async fn a_missing_target_is_reported_then_picked_up(env: Arc<TestEnv>) -> Result<(), Failed> {
+pub async fn a_missing_target_is_reported_then_picked_up(env: Arc<Cluster>) -> Result<(), Failed> {
     let namespace = env.namespace("missing").await?;
     create_canary(&env, &namespace, json!({
         "metadata": { "name": "late" },
@@ -211,7 +212,7 @@ pub async fn a_missing_target_is_reported_then_picked_up(env: Arc<TestEnv>) -> R
     Ok(())
 }
 
-pub async fn a_target_without_selector_label_is_reported(env: Arc<TestEnv>) -> Result<(), Failed> {
+pub async fn a_target_without_selector_label_is_reported(env: Arc<Cluster>) -> Result<(), Failed> {
     let namespace = env.namespace("nolabel").await?;
     create_deployment(&env, &namespace, &deployment("web", &[("tier", "web")], 1)).await?;
     create_canary(&env, &namespace, json!({
@@ -238,7 +239,7 @@ pub async fn a_target_without_selector_label_is_reported(env: Arc<TestEnv>) -> R
     Ok(())
 }
 
-pub async fn a_v1alpha3_canary_with_canary_analysis_is_served(env: Arc<TestEnv>) -> Result<(), Failed> {
+pub async fn a_v1alpha3_canary_with_canary_analysis_is_served(env: Arc<Cluster>) -> Result<(), Failed> {
     let namespace = env.namespace("legacy").await?;
     create_deployment(&env, &namespace, &deployment("podinfo", &[("app", "podinfo")], 1)).await?;
     let path = example("legacy/canary-v1alpha3.yaml").display().to_string();

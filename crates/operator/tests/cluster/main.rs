@@ -2,6 +2,7 @@
 //! and kwok (see serin-testenv). One control plane and one operator serve every test, each test
 //! in its own namespace, as canaries share an operator in real clusters.
 
+mod analysis;
 mod initialization;
 mod support;
 mod validation;
@@ -10,9 +11,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use serin_testenv::{Options, TestEnv};
+use serin_testenv::Options;
+use support::Cluster;
 
-type Scenario = fn(Arc<TestEnv>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Failed>> + Send>>;
+type Scenario = fn(Arc<Cluster>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Failed>> + Send>>;
 
 macro_rules! scenarios {
     ($($module:ident :: $name:ident),* $(,)?) => {
@@ -31,6 +33,8 @@ fn main() -> ExitCode {
         initialization::a_missing_target_is_reported_then_picked_up,
         initialization::a_target_without_selector_label_is_reported,
         initialization::a_v1alpha3_canary_with_canary_analysis_is_served,
+        analysis::blue_green_on_kubernetes_calls_every_webhook_in_order,
+        analysis::failed_checks_roll_back_after_the_threshold,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -63,8 +67,8 @@ fn main() -> ExitCode {
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
-    if let Ok(env) = Arc::try_unwrap(env) {
-        runtime.block_on(env.teardown());
+    if let Ok(cluster) = Arc::try_unwrap(env) {
+        runtime.block_on(cluster.env.teardown());
     }
     conclusion.exit_code()
 }

@@ -8,16 +8,49 @@ use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 use libtest_mimic::Failed;
 use serin_api::{Canary, Phase};
+use serin_testenv::prometheus::Prometheus;
+use serin_testenv::traffic::TrafficSource;
+use serin_testenv::webhooks::WebhookReceiver;
 use serin_testenv::{Options, TestEnv, wait_for};
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A control plane with serin's CRDs installed and the operator running in this process.
-pub async fn start_cluster(options: Options) -> Result<TestEnv, serin_testenv::Error> {
+/// The control plane, with serin's CRDs installed and the operator running in this process; a
+/// real Prometheus scraping the traffic source every second; a webhook receiver.
+pub struct Cluster {
+    pub env: TestEnv,
+    pub traffic: TrafficSource,
+    pub hooks: WebhookReceiver,
+    /// Kept running for the operator's metric checks.
+    pub _prometheus: Prometheus,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = TestEnv;
+
+    fn deref(&self) -> &TestEnv {
+        &self.env
+    }
+}
+
+pub async fn start_cluster(options: Options) -> Result<Cluster, serin_testenv::Error> {
     let env = TestEnv::start(options).await?;
     env.install_crds().await?;
-    tokio::spawn(serin_operator::run(env.client(), serin_operator::Config::default()));
-    Ok(env)
+    let traffic = TrafficSource::start().await?;
+    let target = traffic.scrape_target();
+    let prometheus = Prometheus::start(&[target], Duration::from_secs(1)).await?;
+    let hooks = WebhookReceiver::start().await?;
+    let config = serin_operator::Config {
+        metrics_server: prometheus.url().to_string(),
+        ..Default::default()
+    };
+    tokio::spawn(serin_operator::run(env.client(), config));
+    Ok(Cluster {
+        env,
+        traffic,
+        hooks,
+        _prometheus: prometheus,
+    })
 }
 
 pub fn example(path: &str) -> PathBuf {
@@ -113,4 +146,82 @@ pub async fn kubectl(env: &TestEnv, args: &[&str]) -> Result<(bool, String, Stri
 
 pub fn ensure(condition: bool, message: impl Into<String>) -> Result<(), Failed> {
     if condition { Ok(()) } else { Err(message.into().into()) }
+}
+
+/// Sets the image of the target's first container: a new revision.
+pub async fn set_image(env: &TestEnv, namespace: &str, name: &str, image: &str) -> Result<(), Failed> {
+    let patch = serde_json::json!({ "spec": { "template": { "spec": { "containers": [{ "name": "app", "image": image }] } } } });
+    Api::<Deployment>::namespaced(env.client(), namespace)
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(&patch),
+        )
+        .await
+        .map_err(|e| format!("set image of {name}: {e}"))?;
+    Ok(())
+}
+
+/// One distinct state of a Canary as a watcher would see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    pub phase: Phase,
+    pub weight: i32,
+    pub iterations: i32,
+    pub failed_checks: i32,
+}
+
+/// Polls the Canary every 100 ms, recording each distinct state, until it reaches `last`.
+pub async fn trace_until(
+    env: &TestEnv,
+    namespace: &str,
+    name: &str,
+    last: Phase,
+    timeout: Duration,
+) -> Result<Vec<Seen>, Failed> {
+    let api = Api::<Canary>::namespaced(env.client(), namespace);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut trace: Vec<Seen> = Vec::new();
+    loop {
+        if let Ok(canary) = api.get(name).await {
+            let status = canary.status.unwrap_or_default();
+            let seen = Seen {
+                phase: status.phase.unwrap_or_default(),
+                weight: status.canary_weight.unwrap_or(0),
+                iterations: status.iterations.unwrap_or(0),
+                failed_checks: status.failed_checks.unwrap_or(0),
+            };
+            if trace.last() != Some(&seen) {
+                trace.push(seen.clone());
+            }
+            if seen.phase == last {
+                return Ok(trace);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(
+                format!("canary {namespace}/{name} did not reach {last:?} within {timeout:?}; seen {trace:?}").into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn image_of(env: &TestEnv, namespace: &str, name: &str) -> Result<Option<String>, Failed> {
+    let deployment = Api::<Deployment>::namespaced(env.client(), namespace)
+        .get(name)
+        .await
+        .map_err(|e| format!("get {name}: {e}"))?;
+    Ok(deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers.first().and_then(|c| c.image.clone())))
+}
+
+pub async fn replicas_of(env: &TestEnv, namespace: &str, name: &str) -> Result<Option<i32>, Failed> {
+    let deployment = Api::<Deployment>::namespaced(env.client(), namespace)
+        .get(name)
+        .await
+        .map_err(|e| format!("get {name}: {e}"))?;
+    Ok(deployment.spec.and_then(|s| s.replicas))
 }

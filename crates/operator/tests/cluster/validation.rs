@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use serin_api::{AlertProvider, Canary, MetricTemplate};
 use serin_testenv::TestEnv;
 
+use crate::support::Cluster;
 use crate::support::ensure;
 
 fn canary(spec: Value) -> Value {
@@ -45,7 +46,7 @@ async fn create(env: &TestEnv, namespace: &str, resource: &ApiResource, object: 
     .map_err(|e| e.to_string())
 }
 
-pub async fn invalid_canaries_are_rejected_with_a_message(env: Arc<TestEnv>) -> Result<(), Failed> {
+pub async fn invalid_canaries_are_rejected_with_a_message(env: Arc<Cluster>) -> Result<(), Failed> {
     let namespace = env.namespace("validation").await?;
     let canaries = ApiResource::erase::<Canary>(&());
     let templates = ApiResource::erase::<MetricTemplate>(&());
@@ -203,7 +204,7 @@ pub async fn invalid_canaries_are_rejected_with_a_message(env: Arc<TestEnv>) -> 
     ensure(failures.is_empty(), failures.join("\n"))
 }
 
-pub async fn a_complete_canary_is_accepted(env: Arc<TestEnv>) -> Result<(), Failed> {
+pub async fn a_complete_canary_is_accepted(env: Arc<Cluster>) -> Result<(), Failed> {
     let namespace = env.namespace("validation").await?;
     let canaries = ApiResource::erase::<Canary>(&());
     let full = progressive(json!({

@@ -1,0 +1,319 @@
+//! The analysis of a Canary past initialization: observe the target and the primary, let
+//! serin-core decide (answering the gates it asks for with webhooks and metric checks), then
+//! carry out its actions and write the status and Events.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use serin_api::canary::{CanaryAnalysis, HookType};
+use serin_api::{Canary, CanaryStatus, Phase};
+use serin_core::analysis::{Action, Decision, Gate, GateResult, Gates, Observation, Outcome, Subject, decide};
+use serin_core::naming::{primary_name, selector_label};
+use serin_core::primary::same_template;
+use serin_core::readiness;
+use serin_core::revision::{is_serin_hash, pod_template_hash};
+
+use crate::Error;
+use crate::controller::Context;
+use crate::hooks::{self, Payload};
+use crate::metrics::{self, MetricContext};
+use crate::report::{Note, problem, publish, write_status};
+use crate::router::{self, Router};
+use crate::workload::deployment::{scale, scale_to_zero};
+use crate::workload::primary::apply_primary;
+
+/// What one reconcile works with.
+struct Scope<'a> {
+    context: &'a Context,
+    canary: &'a Canary,
+    namespace: String,
+    status: CanaryStatus,
+    analysis: CanaryAnalysis,
+    revision: String,
+    deployments: Api<Deployment>,
+    target: Deployment,
+    primary: Deployment,
+}
+
+pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
+    let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+    let status = canary.status.clone().unwrap_or_default();
+    let phase = status.phase.unwrap_or_default();
+    let deployments = Api::<Deployment>::namespaced(context.client.clone(), &namespace);
+    let target_name = &canary.spec.target_ref.name;
+
+    let Some(target) = deployments.get_opt(target_name).await? else {
+        let message =
+            format!("target Deployment {namespace}/{target_name} not found: recreate it or fix spec.targetRef.name");
+        problem(context, canary, phase, "TargetNotFound", message).await?;
+        return Ok(Requeue::await_change());
+    };
+    let Some(primary) = deployments.get_opt(&primary_name(target_name)).await? else {
+        let message = format!(
+            "primary Deployment {namespace}/{} is missing; initializing again",
+            primary_name(target_name)
+        );
+        problem(context, canary, Phase::Initializing, "PrimaryMissing", message).await?;
+        return Ok(Requeue::await_change());
+    };
+    let template = target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let revision = pod_template_hash(&template);
+
+    let provider = canary.spec.provider.unwrap_or(context.config.mesh_provider);
+    let router = match router::for_provider(provider, &context.client) {
+        Ok(router) => router,
+        Err(error) => {
+            problem(context, canary, phase, error.reason(), error.to_string()).await?;
+            return Ok(Requeue::await_change());
+        }
+    };
+    let scope = Scope {
+        context,
+        canary,
+        namespace,
+        analysis: canary.spec.analysis().cloned().unwrap_or_default(),
+        status: adopt_foreign_status(status, &revision, &primary, &target, &context.config.selector_labels),
+        revision,
+        deployments,
+        target,
+        primary,
+    };
+
+    let now = Timestamp::now();
+    let deadline = canary.spec.progress_deadline_seconds();
+    let observation = Observation {
+        now,
+        revision: &scope.revision,
+        canary: readiness::deployment(&scope.target, scope.analysis.canary_ready_threshold(), deadline, now),
+        primary: readiness::deployment(&scope.primary, scope.analysis.primary_ready_threshold(), deadline, now),
+        provider,
+    };
+    let name = canary.name_any();
+    let subject = Subject {
+        name: &name,
+        namespace: &scope.namespace,
+        spec: &canary.spec,
+        status: &scope.status,
+    };
+    let mut gates = Gates::default();
+    let outcome = loop {
+        match decide(&subject, &observation, &gates) {
+            Decision::Run(gate) => {
+                let result = run_gate(&scope, provider, gate).await;
+                gates.insert(gate, result);
+            }
+            Decision::Act(outcome) => break *outcome,
+        }
+    };
+    carry_out(&scope, router.as_ref(), &outcome).await?;
+    Ok(outcome.requeue.map_or_else(Requeue::await_change, Requeue::requeue))
+}
+
+/// A status written by Flagger holds hashes in Flagger's format. When the target already equals
+/// the primary there is nothing to roll out: take the current revision as applied and promoted.
+fn adopt_foreign_status(
+    mut status: CanaryStatus,
+    revision: &str,
+    primary: &Deployment,
+    target: &Deployment,
+    selector_labels: &[String],
+) -> CanaryStatus {
+    let foreign = status
+        .last_applied_spec
+        .as_deref()
+        .is_some_and(|hash| !is_serin_hash(hash));
+    let match_labels = target
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.clone())
+        .unwrap_or_default();
+    let same =
+        selector_label(&match_labels, selector_labels).is_some_and(|label| same_template(primary, target, &label));
+    if foreign && same {
+        status.last_applied_spec = Some(revision.to_string());
+        status.last_promoted_spec = Some(revision.to_string());
+    }
+    status
+}
+
+async fn carry_out(scope: &Scope<'_>, router: &dyn Router, outcome: &Outcome) -> Result<(), Error> {
+    let canary = scope.canary;
+    for action in &outcome.actions {
+        match action {
+            Action::ScaleUpTarget => {
+                let replicas = scope.primary.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(1);
+                let current = scope.target.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                if current == 0 {
+                    scale(&scope.deployments, &scope.target, replicas).await?;
+                }
+            }
+            Action::ScaleDownTarget => scale_to_zero(&scope.deployments, &scope.target).await?,
+            Action::Route(routes) => router.set_routes(canary, *routes).await?,
+            Action::PromotePrimary => {
+                let match_labels = scope
+                    .target
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.match_labels.clone())
+                    .unwrap_or_default();
+                let Some(label) = selector_label(&match_labels, &scope.context.config.selector_labels) else {
+                    let message = format!(
+                        "Deployment {} lost its selector label; it cannot be promoted",
+                        scope.target.name_any()
+                    );
+                    problem(scope.context, canary, Phase::Failed, "SelectorLabelMissing", message).await?;
+                    return Ok(());
+                };
+                apply_primary(scope.context, canary, &scope.deployments, &scope.target, &label).await?;
+            }
+            Action::PostRollout(phase) => post_rollout(scope, *phase).await,
+        }
+    }
+    if let Some(status) = &outcome.status {
+        write_status(scope.context, canary, status).await?;
+    }
+    for note in &outcome.notes {
+        let type_ = if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(
+            scope.context,
+            canary,
+            Note {
+                type_,
+                reason: note.reason,
+                message: note.message.clone(),
+            },
+        )
+        .await;
+    }
+    Ok(())
+}
+
+fn payload<'a>(scope: &'a Scope<'a>, phase: &'a str, metadata: BTreeMap<String, String>) -> Payload<'a> {
+    Payload {
+        name: scope.canary.metadata.name.as_deref().unwrap_or_default(),
+        namespace: &scope.namespace,
+        phase,
+        checksum: &scope.revision,
+        metadata,
+    }
+}
+
+/// Calls every webhook of `kind`; returns the failures' messages and how many passed.
+async fn call_hooks(scope: &Scope<'_>, kind: HookType, phase: &str) -> (Vec<String>, usize) {
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for hook in scope.analysis.webhooks.iter().flatten().filter(|h| h.kind() == kind) {
+        let payload = payload(scope, phase, hook.metadata.clone().unwrap_or_default());
+        match hooks::call(&scope.context.http, hook, &payload).await {
+            Ok(()) => passed += 1,
+            Err(error) => failures.push(error.to_string()),
+        }
+    }
+    (failures, passed)
+}
+
+async fn run_gate(scope: &Scope<'_>, provider: serin_api::canary::Provider, gate: Gate) -> GateResult {
+    let current_phase = scope.status.phase.unwrap_or_default().as_str();
+    let phase = match gate {
+        Gate::ConfirmRollout | Gate::RollbackRequested => current_phase,
+        _ => Phase::Progressing.as_str(),
+    };
+    let (failures, passed) = call_hooks(scope, gate.hook_type(), phase).await;
+    match gate {
+        Gate::RollbackRequested => GateResult {
+            open: passed > 0,
+            message: if passed > 0 {
+                "a rollback webhook answered with success".into()
+            } else {
+                failures.join("; ")
+            },
+        },
+        Gate::Checks if failures.is_empty() => metric_checks(scope, provider).await,
+        _ if failures.is_empty() => GateResult {
+            open: true,
+            message: "all webhooks passed".into(),
+        },
+        _ => GateResult {
+            open: false,
+            message: failures.join("; "),
+        },
+    }
+}
+
+/// Runs every metric check (all of them, so each value is reported) and publishes each verdict.
+async fn metric_checks(scope: &Scope<'_>, provider: serin_api::canary::Provider) -> GateResult {
+    let metrics_server = scope
+        .canary
+        .spec
+        .metrics_server
+        .as_deref()
+        .unwrap_or(&scope.context.config.metrics_server);
+    let context = MetricContext {
+        client: &scope.context.client,
+        canary: scope.canary,
+        namespace: &scope.namespace,
+        provider,
+        metrics_server,
+        http: &scope.context.http,
+    };
+    let mut failures = Vec::new();
+    for metric in scope.analysis.metrics.iter().flatten() {
+        let (passed, message) = match metrics::check(&context, metric).await {
+            Ok(verdict) => (verdict.passed, verdict.message),
+            Err(error) => (false, error.to_string()),
+        };
+        let (type_, reason) = if passed {
+            (EventType::Normal, "MetricPassed")
+        } else {
+            (EventType::Warning, "MetricFailed")
+        };
+        publish(
+            scope.context,
+            scope.canary,
+            Note {
+                type_,
+                reason,
+                message: message.clone(),
+            },
+        )
+        .await;
+        if !passed {
+            failures.push(message);
+        }
+    }
+    if failures.is_empty() {
+        GateResult {
+            open: true,
+            message: "all checks passed".into(),
+        }
+    } else {
+        GateResult {
+            open: false,
+            message: failures.join("; "),
+        }
+    }
+}
+
+async fn post_rollout(scope: &Scope<'_>, phase: Phase) {
+    let (failures, _) = call_hooks(scope, HookType::PostRollout, phase.as_str()).await;
+    for failure in failures {
+        publish(
+            scope.context,
+            scope.canary,
+            Note {
+                type_: EventType::Warning,
+                reason: "PostRolloutFailed",
+                message: failure,
+            },
+        )
+        .await;
+    }
+}

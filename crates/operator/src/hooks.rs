@@ -1,0 +1,106 @@
+//! Webhooks: the calls a Canary's `analysis.webhooks` ask for, with Flagger's payload and rules
+//! (HTTP 200–202 passes; any other status, a timeout or a connection error fails).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use serin_api::canary::CanaryWebhook;
+
+use crate::http::HttpClients;
+
+/// Response bodies longer than this are cut in messages and Events.
+const BODY_LIMIT: usize = 512;
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+#[derive(Serialize)]
+pub struct Payload<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub phase: &'a str,
+    pub checksum: &'a str,
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("webhook {name} timed out after {timeout:?}")]
+    Timeout { name: String, timeout: Duration },
+    #[error("webhook {name} could not reach {url}: {reason}")]
+    Unreachable { name: String, url: String, reason: String },
+    #[error("webhook {name} answered {status}: {body}")]
+    Refused { name: String, status: u16, body: String },
+    #[error("webhook {name} has an invalid timeout {timeout:?}")]
+    InvalidTimeout { name: String, timeout: String },
+}
+
+/// Calls `hook` with `payload`, retrying `retries` times; the error says why it failed.
+pub async fn call(http: &HttpClients, hook: &CanaryWebhook, payload: &Payload<'_>) -> Result<(), HookError> {
+    let timeout = hook.timeout().ok_or_else(|| HookError::InvalidTimeout {
+        name: hook.name.clone(),
+        timeout: hook.timeout.clone().unwrap_or_default(),
+    })?;
+    let client = http.get(hook.disable_tls != Some(true));
+    let attempts = 1 + hook.retries.unwrap_or(0).max(0);
+    let mut result = Ok(());
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+        result = call_once(client, hook, payload, timeout).await;
+        if result.is_ok() {
+            break;
+        }
+    }
+    result
+}
+
+async fn call_once(
+    client: &reqwest::Client,
+    hook: &CanaryWebhook,
+    payload: &Payload<'_>,
+    timeout: Duration,
+) -> Result<(), HookError> {
+    let name = || hook.name.clone();
+    let response = client
+        .post(&hook.url)
+        .timeout(timeout)
+        .json(payload)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                HookError::Timeout { name: name(), timeout }
+            } else {
+                HookError::Unreachable {
+                    name: name(),
+                    url: hook.url.clone(),
+                    reason: root_cause(&e),
+                }
+            }
+        })?;
+    let status = response.status().as_u16();
+    if (200..=202).contains(&status) {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    let mut body = body.trim().to_string();
+    if body.len() > BODY_LIMIT {
+        let cut = (0..=BODY_LIMIT).rev().find(|i| body.is_char_boundary(*i)).unwrap_or(0);
+        body.truncate(cut);
+        body.push('…');
+    }
+    Err(HookError::Refused {
+        name: name(),
+        status,
+        body,
+    })
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}

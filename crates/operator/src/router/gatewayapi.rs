@@ -1,0 +1,229 @@
+//! The Gateway API provider (`gatewayapi:v1`, `gatewayapi:v1beta1`): an HTTPRoute named after
+//! the apex Service, attached to `service.gatewayRefs`, with weighted backendRefs to the
+//! primary and canary Services and, for A/B testing, a first rule sending `analysis.match`
+//! requests to the canary.
+
+use futures::future::BoxFuture;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use serin_api::Canary;
+use serin_api::canary::AnalysisMatch;
+use serin_core::analysis::Routes;
+use serin_core::naming::{canary_service_name, primary_name};
+
+use super::Router;
+use crate::Error;
+use crate::apply::FIELD_MANAGER;
+
+pub struct GatewayApiRouter {
+    client: Client,
+    resource: ApiResource,
+}
+
+impl GatewayApiRouter {
+    pub fn new(client: Client, version: &str) -> GatewayApiRouter {
+        let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", version, "HTTPRoute");
+        GatewayApiRouter {
+            client,
+            resource: ApiResource::from_gvk_with_plural(&gvk, "httproutes"),
+        }
+    }
+}
+
+impl Router for GatewayApiRouter {
+    fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+            let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
+            let name = canary.spec.service_name().to_string();
+            let route = json!({
+                "apiVersion": self.resource.api_version,
+                "kind": "HTTPRoute",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "ownerReferences": [owner],
+                    "annotations": {
+                        "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+                        "helm.toolkit.fluxcd.io/driftDetection": "disabled",
+                    },
+                },
+                "spec": http_route_spec(canary, routes),
+            });
+            let object: DynamicObject = serde_json::from_value(route).map_err(Error::Serialize)?;
+            let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), &namespace, &self.resource);
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+fn http_route_spec(canary: &Canary, routes: Routes) -> Value {
+    let service = &canary.spec.service;
+    let name = canary.spec.service_name();
+    let backends = |primary: i32, canary_weight: i32| {
+        json!([
+            { "name": primary_name(name), "port": service.port, "weight": primary },
+            { "name": canary_service_name(name), "port": service.port, "weight": canary_weight },
+        ])
+    };
+    let parent_refs: Vec<Value> = service
+        .gateway_refs
+        .iter()
+        .flatten()
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .collect();
+    let mut rules = Vec::new();
+    let matches: Vec<Value> = canary
+        .spec
+        .analysis()
+        .and_then(|a| a.match_.as_ref())
+        .into_iter()
+        .flatten()
+        .map(route_match)
+        .collect();
+    if routes.matched_to_canary && !matches.is_empty() {
+        rules.push(json!({ "matches": matches, "backendRefs": backends(0, 100) }));
+    }
+    rules.push(json!({ "backendRefs": backends(routes.primary, routes.canary) }));
+    let mut spec = json!({ "parentRefs": parent_refs, "rules": rules });
+    if let Some(hosts) = service.hosts.as_ref().filter(|h| !h.is_empty()) {
+        spec["hostnames"] = json!(hosts);
+    }
+    spec
+}
+
+/// An `analysis.match` entry as an HTTPRouteMatch: exact values match exactly; prefix, suffix
+/// and regex become regular expressions.
+fn route_match(entry: &AnalysisMatch) -> Value {
+    let headers: Vec<Value> = entry
+        .headers
+        .iter()
+        .flatten()
+        .filter_map(|(name, m)| {
+            string_match(
+                m.exact.as_deref(),
+                m.prefix.as_deref(),
+                m.suffix.as_deref(),
+                m.regex.as_deref(),
+            )
+            .map(|(kind, value)| json!({ "name": name, "type": kind, "value": value }))
+        })
+        .collect();
+    let query: Vec<Value> = entry
+        .query_params
+        .iter()
+        .flatten()
+        .filter_map(|(name, m)| {
+            string_match(m.exact.as_deref(), m.prefix.as_deref(), None, m.regex.as_deref())
+                .map(|(kind, value)| json!({ "name": name, "type": kind, "value": value }))
+        })
+        .collect();
+    let mut route_match = json!({});
+    if !headers.is_empty() {
+        route_match["headers"] = json!(headers);
+    }
+    if !query.is_empty() {
+        route_match["queryParams"] = json!(query);
+    }
+    route_match
+}
+
+fn string_match(
+    exact: Option<&str>,
+    prefix: Option<&str>,
+    suffix: Option<&str>,
+    regex: Option<&str>,
+) -> Option<(&'static str, String)> {
+    if let Some(value) = exact {
+        return Some(("Exact", value.to_string()));
+    }
+    if let Some(value) = prefix {
+        return Some(("RegularExpression", format!("^{}.*", regex_escape(value))));
+    }
+    if let Some(value) = suffix {
+        return Some(("RegularExpression", format!(".*{}$", regex_escape(value))));
+    }
+    regex.map(|value| ("RegularExpression", value.to_string()))
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars().fold(String::new(), |mut out, c| {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canary(analysis: Value) -> Canary {
+        let mut canary = Canary::new(
+            "web",
+            serde_json::from_value(json!({
+                "targetRef": { "kind": "Deployment", "name": "web" },
+                "service": { "port": 9898, "hosts": ["web.example.com"], "gatewayRefs": [{ "name": "gw", "namespace": "infra" }] },
+                "analysis": analysis,
+            }))
+            .expect("spec"),
+        );
+        canary.metadata.namespace = Some("test".into());
+        canary
+    }
+
+    #[test]
+    fn weighted_backends() {
+        let spec = http_route_spec(
+            &canary(json!({ "interval": "1m", "threshold": 1, "stepWeight": 10 })),
+            Routes::weights(70, 30),
+        );
+        assert_eq!(spec["parentRefs"], json!([{ "name": "gw", "namespace": "infra" }]));
+        assert_eq!(spec["hostnames"], json!(["web.example.com"]));
+        assert_eq!(
+            spec["rules"],
+            json!([{ "backendRefs": [
+                { "name": "web-primary", "port": 9898, "weight": 70 },
+                { "name": "web-canary", "port": 9898, "weight": 30 },
+            ] }])
+        );
+    }
+
+    #[test]
+    fn ab_matches_go_to_the_canary() {
+        let analysis = json!({
+            "interval": "1m", "threshold": 1, "iterations": 5,
+            "match": [
+                { "headers": { "x-canary": { "exact": "insider" } } },
+                { "headers": { "user-agent": { "regex": ".*Firefox.*" } }, "queryParams": { "beta": { "prefix": "y.s" } } }
+            ]
+        });
+        let routes = Routes {
+            matched_to_canary: true,
+            ..Routes::all_to_primary()
+        };
+        let spec = http_route_spec(&canary(analysis), routes);
+        let rules = spec["rules"].as_array().expect("rules");
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            rules[0]["matches"],
+            json!([
+                { "headers": [{ "name": "x-canary", "type": "Exact", "value": "insider" }] },
+                { "headers": [{ "name": "user-agent", "type": "RegularExpression", "value": ".*Firefox.*" }],
+                  "queryParams": [{ "name": "beta", "type": "RegularExpression", "value": "^y\\.s.*" }] },
+            ])
+        );
+        assert_eq!(rules[0]["backendRefs"][1]["weight"], json!(100));
+        assert_eq!(rules[1]["backendRefs"][0]["weight"], json!(100));
+    }
+}

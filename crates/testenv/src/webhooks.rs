@@ -1,0 +1,95 @@
+//! A webhook receiver on loopback: records every call (path and JSON body, in order) and answers
+//! with the status the test sets for the path (200 unless told otherwise).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::Error;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub path: String,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Shared {
+    calls: Vec<Call>,
+    answers: BTreeMap<String, (u16, String)>,
+}
+
+pub struct WebhookReceiver {
+    url: String,
+    shared: Arc<Mutex<Shared>>,
+    server: JoinHandle<()>,
+}
+
+impl WebhookReceiver {
+    pub async fn start() -> Result<WebhookReceiver, Error> {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let app = Router::new().fallback(record).with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::warn!(%error, "webhook receiver stopped");
+            }
+        });
+        Ok(WebhookReceiver { url, shared, server })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41234`; hooks point at `<url>/<path>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Calls to `path` from now on are answered with `status` and `body`.
+    pub fn answer(&self, path: &str, status: u16, body: &str) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.answers.insert(path.to_string(), (status, body.to_string()));
+        }
+    }
+
+    /// Every call received so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.lock().map(|s| s.calls.clone()).unwrap_or_default()
+    }
+
+    /// The calls whose path starts with `prefix`.
+    pub fn calls_to(&self, prefix: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path.starts_with(prefix))
+            .collect()
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn record(State(shared): State<Arc<Mutex<Shared>>>, uri: Uri, body: Bytes) -> (StatusCode, String) {
+    let path = uri.path().to_string();
+    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Ok(mut shared) = shared.lock() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "receiver state poisoned".into());
+    };
+    shared.calls.push(Call {
+        path: path.clone(),
+        body,
+    });
+    let (status, body) = shared.answers.get(&path).cloned().unwrap_or((200, "ok".into()));
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body,
+    )
+}
