@@ -23,9 +23,17 @@ binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwo
 kwok_stages=(node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml
   pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml)
 
+# Upstream CRDs installed in the test cluster, by Go module and the folder holding them.
+gateway_api_version=v1.4.1
+upstream_crds=("gateway-api sigs.k8s.io/gateway-api@$gateway_api_version config/crd/standard")
+
 complete() {
   for b in "${binaries[@]}"; do [[ -x "$out/$b" ]] || return 1; done
   for s in "${kwok_stages[@]}"; do [[ -f "$out/kwok-stages/$(basename "$s")" ]] || return 1; done
+  for entry in "${upstream_crds[@]}"; do
+    read -r name _ _ <<<"$entry"
+    compgen -G "$out/crds/$name/*.yaml" >/dev/null || return 1
+  done
 }
 
 if complete; then
@@ -59,6 +67,15 @@ log "kwok built after $(( $(date +%s) - started ))s"
 kwok_dir="$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
 mkdir -p "$out.partial/kwok-stages"
 for s in "${kwok_stages[@]}"; do cp "$kwok_dir/kustomize/stage/$s" "$out.partial/kwok-stages/"; done
+
+for entry in "${upstream_crds[@]}"; do
+  read -r name module folder <<<"$entry"
+  log "fetching the $name CRDs from $module"
+  module_dir="$(go mod download -json "$module" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [[ -d "$module_dir/$folder" ]] || { echo "error: $module has no $folder" >&2; exit 1; }
+  mkdir -p "$out.partial/crds/$name"
+  cp "$module_dir/$folder"/*.yaml "$out.partial/crds/$name/"
+done
 
 rm -rf "$out"
 mv "$out.partial" "$out"

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -21,7 +21,8 @@ use crate::{Config, Error, analyse, initialize};
 pub struct Context {
     pub client: Client,
     pub config: Config,
-    pub recorder: Recorder,
+    /// Who publishes serin's Events.
+    pub reporter: Reporter,
     pub http: HttpClients,
 }
 
@@ -49,7 +50,7 @@ pub async fn run(client: Client, config: Config) {
         }
     };
     let context = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        reporter,
         client,
         config,
         http,

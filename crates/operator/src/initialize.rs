@@ -13,6 +13,7 @@ use kube::{Api, Resource, ResourceExt};
 use serin_api::canary::TargetKind;
 use serin_api::canary::defaults::READY_THRESHOLD_PERCENT;
 use serin_api::{Canary, Phase};
+use serin_core::analysis::Routes;
 use serin_core::naming::selector_label;
 use serin_core::readiness::{self, Readiness};
 use serin_core::revision::pod_template_hash;
@@ -23,6 +24,7 @@ use crate::Error;
 use crate::apply::apply;
 use crate::controller::Context;
 use crate::report::{Note, problem, report};
+use crate::router;
 use crate::workload::deployment::scale_to_zero;
 use crate::workload::primary::apply_primary;
 
@@ -44,6 +46,15 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
         problem(context, canary, Phase::Initializing, "UnsupportedTarget", message).await?;
         return Ok(Action::await_change());
     }
+
+    let provider = canary.spec.provider.unwrap_or(context.config.mesh_provider);
+    let router = match router::for_provider(provider, &context.client) {
+        Ok(router) => router,
+        Err(error) => {
+            problem(context, canary, Phase::Initializing, error.reason(), error.to_string()).await?;
+            return Ok(Action::await_change());
+        }
+    };
 
     let deployments = Api::<Deployment>::namespaced(context.client.clone(), &namespace);
     let Some(target) = deployments.get_opt(&target_ref.name).await? else {
@@ -84,6 +95,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
     }) {
         apply(&service_api, &service).await?;
     }
+    router.set_routes(canary, Routes::all_to_primary()).await?;
 
     let threshold = canary
         .spec

@@ -2,7 +2,7 @@
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use serin_api::{Canary, CanaryStatus, Phase};
@@ -82,7 +82,10 @@ pub async fn publish(context: &Context, canary: &Canary, note: Note<'_>) {
         action: "Reconcile".to_string(),
         secondary: None,
     };
-    if let Err(error) = context.recorder.publish(&event, &canary.object_ref(&())).await {
+    // A Recorder folds events of the same reason into one series that keeps the first message;
+    // every step and measured value must stay visible, so each Event is published on its own.
+    let recorder = Recorder::new(context.client.clone(), context.reporter.clone());
+    if let Err(error) = recorder.publish(&event, &canary.object_ref(&())).await {
         tracing::warn!(%error, "could not publish event");
     }
 }

@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use serde::Deserialize;
 
 pub use control_plane::ControlPlane;
 pub use error::Error;
@@ -126,7 +127,29 @@ impl TestEnv {
 
     /// Installs serin's CRDs and waits until the API server serves them.
     pub async fn install_crds(&self) -> Result<(), Error> {
-        install_crds(&self.client()).await
+        apply_crds(&self.client(), serin_api::crd::all()).await
+    }
+
+    /// Installs the upstream CRDs `hack/upstream/build.sh` fetched under `crds/<set>/`
+    /// (e.g. `gateway-api`) and waits until the API server serves them.
+    pub async fn install_upstream_crds(&self, set: &str) -> Result<(), Error> {
+        let dir = upstream::binaries()?.join("crds").join(set);
+        let mut crds = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let text = std::fs::read_to_string(&path)?;
+            for document in serde_norway::Deserializer::from_str(&text) {
+                let value = serde_norway::Value::deserialize(document)
+                    .map_err(|e| Error::Manifest(format!("{}: {e}", path.display())))?;
+                if value.is_null() {
+                    continue;
+                }
+                let crd: CustomResourceDefinition =
+                    serde_norway::from_value(value).map_err(|e| Error::Manifest(format!("{}: {e}", path.display())))?;
+                crds.push(crd);
+            }
+        }
+        apply_crds(&self.client(), crds).await
     }
 
     /// Deletes the namespaces the tests created (on an existing cluster) and stops every process.
@@ -144,11 +167,11 @@ impl TestEnv {
     }
 }
 
-/// Applies serin's CRDs with server-side apply and waits until each is Established.
-pub async fn install_crds(client: &Client) -> Result<(), Error> {
+/// Applies CRDs with server-side apply and waits until each is Established.
+pub async fn apply_crds(client: &Client, crds: Vec<CustomResourceDefinition>) -> Result<(), Error> {
     let api = Api::<CustomResourceDefinition>::all(client.clone());
     let params = PatchParams::apply("serin").force();
-    for crd in serin_api::crd::all() {
+    for crd in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(&name, &params, &Patch::Apply(&crd))
             .await

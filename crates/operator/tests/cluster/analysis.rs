@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use libtest_mimic::Failed;
 use serde_json::{Value, json};
-use serin_api::Phase;
+use serin_api::{Canary, Phase};
 use serin_testenv::fixtures::deployment;
 use serin_testenv::traffic::Behaviour;
 
@@ -231,4 +233,126 @@ async fn ensure_settled(
         found,
         format!("no {reason} Event saying {message:?}; events: {messages:?}"),
     )
+}
+
+/// The weights of the HTTPRoute's default rule (primary, canary) and whether a match rule sends
+/// requests to the canary.
+async fn route_of(cluster: &Cluster, namespace: &str, name: &str) -> Option<(i64, i64, bool)> {
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "httproutes");
+    let route = Api::<DynamicObject>::namespaced_with(cluster.client(), namespace, &resource)
+        .get(name)
+        .await
+        .ok()?;
+    let rules = route.data["spec"]["rules"].as_array()?.clone();
+    let default = rules.last()?;
+    let weight = |i: usize| default["backendRefs"][i]["weight"].as_i64();
+    let matched = rules.len() > 1 && rules[0]["backendRefs"][1]["weight"].as_i64() == Some(100);
+    Some((weight(0)?, weight(1)?, matched))
+}
+
+/// Records each distinct (phase, canary weight, route) until the Canary reaches `last`.
+async fn trace_routes(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    last: Phase,
+) -> Result<Vec<(Phase, i32, Option<(i64, i64, bool)>)>, Failed> {
+    let api = Api::<Canary>::namespaced(cluster.client(), namespace);
+    let deadline = tokio::time::Instant::now() + ROLLOUT_TIMEOUT;
+    let mut trace = Vec::new();
+    while tokio::time::Instant::now() < deadline {
+        let status = api.get(name).await.ok().and_then(|c| c.status).unwrap_or_default();
+        let seen = (
+            status.phase.unwrap_or_default(),
+            status.canary_weight.unwrap_or(0),
+            route_of(cluster, namespace, name).await,
+        );
+        if trace.last() != Some(&seen) {
+            trace.push(seen.clone());
+        }
+        if seen.0 == last {
+            return Ok(trace);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("canary {namespace}/{name} did not reach {last:?}; seen {trace:?}").into())
+}
+
+pub async fn progressive_canary_on_gateway_api_steps_through_weights(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("progressive").await?;
+    let name = "shop";
+    cluster.traffic.set(&namespace, name, Behaviour::healthy());
+    let analysis = json!({
+        "interval": "3s", "threshold": 2, "stepWeights": [20, 50], "stepWeightPromotion": 25,
+        "metrics": builtin_metrics(),
+    });
+    release(&cluster, &namespace, name, 2, "gatewayapi:v1", analysis).await?;
+    let initial = route_of(&cluster, &namespace, name).await;
+    ensure(
+        initial == Some((100, 0, false)),
+        format!("HTTPRoute after initialization {initial:?}"),
+    )?;
+
+    set_image(&cluster, &namespace, name, "shop:2").await?;
+    let trace = trace_routes(&cluster, &namespace, name, Phase::Succeeded).await?;
+    let steps: Vec<(Phase, i32)> = trace.iter().map(|(p, w, _)| (*p, *w)).collect::<Vec<_>>();
+    let mut weights: Vec<i32> = steps.iter().map(|(_, w)| *w).collect();
+    weights.dedup();
+    ensure(
+        weights == vec![0, 20, 50, 25, 0],
+        format!("canary weights {weights:?}; trace {trace:?}"),
+    )?;
+    let mut routes: Vec<(i64, i64)> = trace.iter().filter_map(|(_, _, r)| r.map(|(p, c, _)| (p, c))).collect();
+    routes.dedup();
+    ensure(
+        routes == vec![(100, 0), (80, 20), (50, 50), (75, 25), (100, 0)],
+        format!("HTTPRoute weights {routes:?}"),
+    )?;
+    ensure(
+        steps.iter().any(|(p, w)| *p == Phase::Promoting && *w == 25),
+        format!("gradual promotion: {steps:?}"),
+    )?;
+    ensure_settled(&cluster, &namespace, name, "shop:2", "MetricPassed", "request-duration").await
+}
+
+pub async fn ab_testing_sends_matching_requests_to_the_canary(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("abtest").await?;
+    let name = "store";
+    cluster.traffic.set(&namespace, name, Behaviour::healthy());
+    let analysis = json!({
+        "interval": "2s", "threshold": 2, "iterations": 2,
+        "match": [{ "headers": { "x-canary": { "exact": "insider" } } }],
+        "metrics": builtin_metrics(),
+    });
+    release(&cluster, &namespace, name, 1, "gatewayapi:v1", analysis).await?;
+    set_image(&cluster, &namespace, name, "store:2").await?;
+    let trace = trace_routes(&cluster, &namespace, name, Phase::Succeeded).await?;
+    let progressing: Vec<Option<(i64, i64, bool)>> = trace
+        .iter()
+        .filter(|(p, _, _)| *p == Phase::Progressing)
+        .map(|(_, _, r)| *r)
+        .collect();
+    ensure(
+        progressing.iter().skip(1).all(|r| *r == Some((100, 0, true))),
+        format!("while progressing, matching requests go to the canary and the rest to the primary: {trace:?}"),
+    )?;
+    ensure(
+        trace.last().and_then(|t| t.2) == Some((100, 0, false)),
+        format!("after promotion {trace:?}"),
+    )?;
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    ensure(
+        trace.iter().any(|(_, _, r)| r.is_some_and(|r| r.2)),
+        format!("a match rule was seen: {trace:?} ({gvk:?})"),
+    )?;
+    ensure_settled(
+        &cluster,
+        &namespace,
+        name,
+        "store:2",
+        "MetricPassed",
+        "request-success-rate",
+    )
+    .await
 }

@@ -35,6 +35,8 @@ fn main() -> ExitCode {
         initialization::a_v1alpha3_canary_with_canary_analysis_is_served,
         analysis::blue_green_on_kubernetes_calls_every_webhook_in_order,
         analysis::failed_checks_roll_back_after_the_threshold,
+        analysis::progressive_canary_on_gateway_api_steps_through_weights,
+        analysis::ab_testing_sends_matching_requests_to_the_canary,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -36,6 +36,7 @@ impl std::ops::Deref for Cluster {
 pub async fn start_cluster(options: Options) -> Result<Cluster, serin_testenv::Error> {
     let env = TestEnv::start(options).await?;
     env.install_crds().await?;
+    env.install_upstream_crds("gateway-api").await?;
     let traffic = TrafficSource::start().await?;
     let target = traffic.scrape_target();
     let prometheus = Prometheus::start(&[target], Duration::from_secs(1)).await?;
