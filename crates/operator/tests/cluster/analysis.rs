@@ -269,7 +269,7 @@ async fn trace_routes(
             route_of(cluster, namespace, name).await,
         );
         if trace.last() != Some(&seen) {
-            trace.push(seen.clone());
+            trace.push(seen);
         }
         if seen.0 == last {
             return Ok(trace);
