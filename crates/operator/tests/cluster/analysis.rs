@@ -19,11 +19,11 @@ use crate::support::{
 
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(90);
 
-fn hook(cluster: &Cluster, namespace: &str, kind: &str) -> Value {
+pub fn hook(cluster: &Cluster, namespace: &str, kind: &str) -> Value {
     json!({ "name": format!("{kind}-hook"), "type": kind, "url": format!("{}/{namespace}/{kind}", cluster.hooks.url()), "timeout": "5s" })
 }
 
-fn builtin_metrics() -> Value {
+pub fn builtin_metrics() -> Value {
     json!([
         { "name": "request-success-rate", "interval": "30s", "thresholdRange": { "min": 99 } },
         { "name": "request-duration", "interval": "30s", "thresholdRange": { "max": 500 } }
@@ -31,7 +31,7 @@ fn builtin_metrics() -> Value {
 }
 
 /// Deployment `name` (selector `app: name`) and its Canary on `provider`, initialized.
-async fn release(
+pub async fn release(
     cluster: &Cluster,
     namespace: &str,
     name: &str,
@@ -207,7 +207,7 @@ pub async fn failed_checks_roll_back_after_the_threshold(cluster: Arc<Cluster>) 
 
 /// After a rollout: the primary runs `primary_image`, the target is back at 0 replicas, and an
 /// Event `reason` says `message` (the measured value of a check).
-async fn ensure_settled(
+pub async fn ensure_settled(
     cluster: &Cluster,
     namespace: &str,
     name: &str,
@@ -237,7 +237,7 @@ async fn ensure_settled(
 
 /// The weights of the HTTPRoute's default rule (primary, canary) and whether a match rule sends
 /// requests to the canary.
-async fn route_of(cluster: &Cluster, namespace: &str, name: &str) -> Option<(i64, i64, bool)> {
+pub async fn route_of(cluster: &Cluster, namespace: &str, name: &str) -> Option<(i64, i64, bool)> {
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
     let resource = ApiResource::from_gvk_with_plural(&gvk, "httproutes");
     let route = Api::<DynamicObject>::namespaced_with(cluster.client(), namespace, &resource)

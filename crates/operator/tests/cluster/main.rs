@@ -3,6 +3,7 @@
 //! in its own namespace, as canaries share an operator in real clusters.
 
 mod analysis;
+mod gates;
 mod initialization;
 mod support;
 mod validation;
@@ -37,6 +38,11 @@ fn main() -> ExitCode {
         analysis::failed_checks_roll_back_after_the_threshold,
         analysis::progressive_canary_on_gateway_api_steps_through_weights,
         analysis::ab_testing_sends_matching_requests_to_the_canary,
+        gates::confirm_gates_hold_then_release,
+        gates::a_rollback_webhook_rolls_back,
+        gates::a_new_revision_mid_analysis_restarts_it,
+        gates::skip_analysis_promotes_without_checks,
+        gates::a_suspended_canary_ignores_new_revisions_until_resumed,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
