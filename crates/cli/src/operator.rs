@@ -38,6 +38,9 @@ pub struct OperatorArgs {
     /// Prometheus address for the builtin metrics of Canaries without spec.metricsServer.
     #[arg(long, default_value = "http://prometheus:9090")]
     metrics_server: String,
+    /// Make the ConfigMaps and Secrets the target uses part of its revision, copied for the primary.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    enable_config_tracking: bool,
     #[command(flatten)]
     not_yet: NotYetActedOn,
 }
@@ -85,8 +88,6 @@ struct NotYetActedOn {
     enable_leader_election: Option<String>,
     #[arg(long)]
     leader_election_namespace: Option<String>,
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    enable_config_tracking: Option<String>,
     #[arg(long)]
     kubeconfig_service_mesh: Option<String>,
     #[arg(long)]
@@ -115,7 +116,6 @@ impl NotYetActedOn {
             ("ingress-class", &self.ingress_class),
             ("enable-leader-election", &self.enable_leader_election),
             ("leader-election-namespace", &self.leader_election_namespace),
-            ("enable-config-tracking", &self.enable_config_tracking),
             ("kubeconfig-service-mesh", &self.kubeconfig_service_mesh),
             ("cluster-name", &self.cluster_name),
             ("no-cross-namespace-refs", &self.no_cross_namespace_refs),
@@ -171,6 +171,7 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
         include_label_prefixes: split(&args.include_label_prefix),
         mesh_provider: args.mesh_provider,
         metrics_server: args.metrics_server.clone(),
+        config_tracking: args.enable_config_tracking,
         ..Default::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

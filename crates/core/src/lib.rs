@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod checks;
+pub mod configs;
 pub mod naming;
 pub mod primary;
 pub mod readiness;

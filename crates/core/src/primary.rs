@@ -1,10 +1,11 @@
 //! The primary copy of a target Deployment: the revision that serves production traffic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
+use crate::configs::{ConfigRef, use_primary_copies};
 use crate::naming::{SelectorLabel, primary_name};
 
 /// Annotations that belong to the object they are on and must never be copied to another.
@@ -21,6 +22,8 @@ pub struct PrimaryInputs<'a> {
     pub owner: OwnerReference,
     /// Replicas of the primary as it is now, kept when the target has already been scaled to 0.
     pub current_primary_replicas: Option<i32>,
+    /// Configs copied for the primary as `<name>-primary`; the primary's template uses the copies.
+    pub tracked: &'a BTreeSet<ConfigRef>,
 }
 
 /// The primary Deployment: the target's pod template, with the selector label's value suffixed
@@ -35,6 +38,9 @@ pub fn primary_deployment(inputs: &PrimaryInputs) -> Deployment {
     let annotations = copied(target.metadata.annotations.as_ref(), inputs.include_label_prefixes);
 
     let mut template = target_spec.template.clone();
+    if let Some(spec) = template.spec.as_mut() {
+        use_primary_copies(spec, inputs.tracked);
+    }
     let template_meta = template.metadata.get_or_insert_with(Default::default);
     template_meta
         .labels
@@ -71,8 +77,14 @@ pub fn primary_deployment(inputs: &PrimaryInputs) -> Deployment {
     }
 }
 
-/// Whether the primary runs the target's template, apart from the selector label's value.
-pub fn same_template(primary: &Deployment, target: &Deployment, label: &SelectorLabel) -> bool {
+/// Whether the primary runs the target's template, apart from the selector label's value and
+/// the `-primary` copies of the tracked configs.
+pub fn same_template(
+    primary: &Deployment,
+    target: &Deployment,
+    label: &SelectorLabel,
+    tracked: &BTreeSet<ConfigRef>,
+) -> bool {
     let without_label = |d: &Deployment| {
         let mut template = d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
         if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
@@ -80,7 +92,11 @@ pub fn same_template(primary: &Deployment, target: &Deployment, label: &Selector
         }
         template
     };
-    without_label(primary) == without_label(target)
+    let mut target_template = without_label(target);
+    if let Some(spec) = target_template.spec.as_mut() {
+        use_primary_copies(spec, tracked);
+    }
+    without_label(primary) == target_template
 }
 
 fn copied(from: Option<&BTreeMap<String, String>>, prefixes: &[String]) -> BTreeMap<String, String> {
@@ -160,6 +176,7 @@ mod tests {
                 ..Default::default()
             },
             current_primary_replicas: current,
+            tracked: &BTreeSet::new(),
         })
     }
 
@@ -210,12 +227,12 @@ mod tests {
             key: "app".into(),
             value: "podinfo".into(),
         };
-        assert!(same_template(&primary, &target, &label));
+        assert!(same_template(&primary, &target, &label, &BTreeSet::new()));
         let mut changed = target.clone();
         if let Some(spec) = changed.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
             spec.containers[0].image = Some("podinfo:2".into());
         }
-        assert!(!same_template(&primary, &changed, &label));
+        assert!(!same_template(&primary, &changed, &label, &BTreeSet::new()));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Status transitions: the phase, the `Promoted` condition and the revision fields, computed from
 //! the current status so that an unchanged outcome writes nothing.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serin_api::canary::{CanaryCondition, PROMOTED_CONDITION};
@@ -23,8 +25,15 @@ pub fn transition(current: &CanaryStatus, phase: Phase, message: &str, now: Time
     changed(current, &next).then_some(next)
 }
 
-/// The status of a Canary whose primary now runs `revision`, with traffic all on the primary.
-pub fn initialized(current: &CanaryStatus, revision: &str, message: &str, now: Timestamp) -> Option<CanaryStatus> {
+/// The status of a Canary whose primary now runs `revision` (with `tracked_configs`), with
+/// traffic all on the primary.
+pub fn initialized(
+    current: &CanaryStatus,
+    revision: &str,
+    tracked_configs: &BTreeMap<String, String>,
+    message: &str,
+    now: Timestamp,
+) -> Option<CanaryStatus> {
     let mut next = current.clone();
     apply(&mut next, Phase::Initialized, message, now);
     next.canary_weight = Some(0);
@@ -32,6 +41,7 @@ pub fn initialized(current: &CanaryStatus, revision: &str, message: &str, now: T
     next.iterations = Some(0);
     next.last_applied_spec = Some(revision.to_string());
     next.last_promoted_spec = Some(revision.to_string());
+    next.tracked_configs = (!tracked_configs.is_empty()).then(|| tracked_configs.clone());
     changed(current, &next).then_some(next)
 }
 
@@ -126,7 +136,7 @@ mod tests {
     #[test]
     fn initialized_records_the_revision_and_keeps_condition_history() {
         let waiting = transition(&CanaryStatus::default(), Phase::Initializing, "waiting", at(10)).expect("a change");
-        let done = initialized(&waiting, "s1-abc", "done", at(30)).expect("a change");
+        let done = initialized(&waiting, "s1-abc", &BTreeMap::new(), "done", at(30)).expect("a change");
         assert_eq!(done.phase, Some(Phase::Initialized));
         assert_eq!(done.last_applied_spec.as_deref(), Some("s1-abc"));
         assert_eq!(done.last_promoted_spec.as_deref(), Some("s1-abc"));
@@ -138,6 +148,6 @@ mod tests {
         let condition = promoted_condition(&done).expect("Promoted condition");
         assert_eq!(condition.last_transition_time, Some(Time(at(30))));
         assert_eq!(done.conditions.as_ref().map(Vec::len), Some(1));
-        assert_eq!(initialized(&done, "s1-abc", "done", at(40)), None);
+        assert_eq!(initialized(&done, "s1-abc", &BTreeMap::new(), "done", at(40)), None);
     }
 }

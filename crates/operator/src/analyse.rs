@@ -15,7 +15,7 @@ use serin_core::analysis::{Action, Decision, Gate, GateResult, Gates, Observatio
 use serin_core::naming::{primary_name, selector_label};
 use serin_core::primary::same_template;
 use serin_core::readiness;
-use serin_core::revision::{is_serin_hash, pod_template_hash};
+use serin_core::revision::{is_serin_hash, revision};
 
 use crate::Error;
 use crate::controller::Context;
@@ -23,6 +23,7 @@ use crate::hooks::{self, Payload};
 use crate::metrics::{self, MetricContext};
 use crate::report::{Note, problem, publish, write_status};
 use crate::router::{self, Router};
+use crate::workload::configs::{self, Tracked};
 use crate::workload::deployment::{scale, scale_to_zero};
 use crate::workload::primary::apply_primary;
 
@@ -37,6 +38,7 @@ struct Scope<'a> {
     deployments: Api<Deployment>,
     target: Deployment,
     primary: Deployment,
+    tracked: Tracked,
 }
 
 pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
@@ -61,7 +63,8 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
         return Ok(Requeue::await_change());
     };
     let template = target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-    let revision = pod_template_hash(&template);
+    let tracked = configs::observe(context, &namespace, &template).await?;
+    let revision = revision(&template, &tracked.hashes());
 
     let provider = canary.spec.provider.unwrap_or(context.config.mesh_provider);
     let router = match router::for_provider(provider, &context.client) {
@@ -76,18 +79,28 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
         canary,
         namespace,
         analysis: canary.spec.analysis().cloned().unwrap_or_default(),
-        status: adopt_foreign_status(status, &revision, &primary, &target, &context.config.selector_labels),
+        status: adopt_foreign_status(
+            status,
+            &revision,
+            &primary,
+            &target,
+            &context.config.selector_labels,
+            &tracked,
+        ),
         revision,
         deployments,
         target,
         primary,
+        tracked,
     };
 
     let now = Timestamp::now();
     let deadline = canary.spec.progress_deadline_seconds();
+    let tracked_configs = scope.tracked.status();
     let observation = Observation {
         now,
         revision: &scope.revision,
+        tracked_configs: &tracked_configs,
         canary: readiness::deployment(&scope.target, scope.analysis.canary_ready_threshold(), deadline, now),
         primary: readiness::deployment(&scope.primary, scope.analysis.primary_ready_threshold(), deadline, now),
         provider,
@@ -121,6 +134,7 @@ fn adopt_foreign_status(
     primary: &Deployment,
     target: &Deployment,
     selector_labels: &[String],
+    tracked: &Tracked,
 ) -> CanaryStatus {
     let foreign = status
         .last_applied_spec
@@ -131,8 +145,8 @@ fn adopt_foreign_status(
         .as_ref()
         .and_then(|s| s.selector.match_labels.clone())
         .unwrap_or_default();
-    let same =
-        selector_label(&match_labels, selector_labels).is_some_and(|label| same_template(primary, target, &label));
+    let same = selector_label(&match_labels, selector_labels)
+        .is_some_and(|label| same_template(primary, target, &label, &tracked.references()));
     if foreign && same {
         status.last_applied_spec = Some(revision.to_string());
         status.last_promoted_spec = Some(revision.to_string());
@@ -168,7 +182,15 @@ async fn carry_out(scope: &Scope<'_>, router: &dyn Router, outcome: &Outcome) ->
                     problem(scope.context, canary, Phase::Failed, "SelectorLabelMissing", message).await?;
                     return Ok(());
                 };
-                apply_primary(scope.context, canary, &scope.deployments, &scope.target, &label).await?;
+                apply_primary(
+                    scope.context,
+                    canary,
+                    &scope.deployments,
+                    &scope.target,
+                    &label,
+                    &scope.tracked,
+                )
+                .await?;
             }
             Action::PostRollout(phase) => post_rollout(scope, *phase).await,
         }

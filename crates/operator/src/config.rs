@@ -14,6 +14,8 @@ pub struct Config {
     pub mesh_provider: Provider,
     /// `-metrics-server`: Prometheus for the builtin metrics of Canaries without `spec.metricsServer`.
     pub metrics_server: String,
+    /// `-enable-config-tracking`: ConfigMaps and Secrets of the target are part of its revision.
+    pub config_tracking: bool,
     /// Name this operator gives itself in Events and field managers.
     pub controller_name: String,
 }
@@ -26,6 +28,7 @@ impl Default for Config {
             include_label_prefixes: Vec::new(),
             mesh_provider: Provider::Kubernetes,
             metrics_server: "http://prometheus:9090".to_string(),
+            config_tracking: true,
             controller_name: "serin".to_string(),
         }
     }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -56,14 +58,35 @@ pub async fn run(client: Client, config: Config) {
         http,
     });
 
+    let (config_maps, secrets) = match &context.config.namespace {
+        Some(namespace) => (
+            Api::<PartialObjectMeta<ConfigMap>>::namespaced(context.client.clone(), namespace),
+            Api::<PartialObjectMeta<Secret>>::namespaced(context.client.clone(), namespace),
+        ),
+        None => (
+            Api::<PartialObjectMeta<ConfigMap>>::all(context.client.clone()),
+            Api::<PartialObjectMeta<Secret>>::all(context.client.clone()),
+        ),
+    };
     let controller = Controller::new(canaries, watcher::Config::default().any_semantic());
     let store = controller.store();
+    let (by_target, by_config_map, by_secret) = (store.clone(), store.clone(), store);
+    let mut controller = controller.watches(
+        deployments,
+        watcher::Config::default().any_semantic(),
+        move |deployment| canaries_of(&by_target, &deployment),
+    );
+    if context.config.config_tracking {
+        // Only metadata: a change of a ConfigMap or Secret re-checks the Canaries of its
+        // namespace, which read the data they use themselves.
+        let config = watcher::Config::default().any_semantic();
+        controller = controller
+            .watches(config_maps, config.clone(), move |c| {
+                canaries_in(&by_config_map, c.namespace())
+            })
+            .watches(secrets, config, move |s| canaries_in(&by_secret, s.namespace()));
+    }
     controller
-        .watches(
-            deployments,
-            watcher::Config::default().any_semantic(),
-            move |deployment| canaries_of(&store, &deployment),
-        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -72,6 +95,15 @@ pub async fn run(client: Client, config: Config) {
             }
         })
         .await;
+}
+
+fn canaries_in(store: &Store<Canary>, namespace: Option<String>) -> Vec<ObjectRef<Canary>> {
+    store
+        .state()
+        .iter()
+        .filter(|canary| canary.namespace() == namespace)
+        .map(|canary| ObjectRef::from_obj(canary.as_ref()))
+        .collect()
 }
 
 /// The Canaries that target a Deployment or own it as their primary.

@@ -16,7 +16,7 @@ use serin_api::{Canary, Phase};
 use serin_core::analysis::Routes;
 use serin_core::naming::selector_label;
 use serin_core::readiness::{self, Readiness};
-use serin_core::revision::pod_template_hash;
+use serin_core::revision::revision;
 use serin_core::services::{ServiceInputs, services};
 use serin_core::status;
 
@@ -25,6 +25,7 @@ use crate::apply::apply;
 use crate::controller::Context;
 use crate::report::{Note, problem, report};
 use crate::router;
+use crate::workload::configs;
 use crate::workload::deployment::scale_to_zero;
 use crate::workload::primary::apply_primary;
 
@@ -82,9 +83,10 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
     };
 
     let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
-    let primary = apply_primary(context, canary, &deployments, &target, &label).await?;
-
     let template = target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let tracked = configs::observe(context, &namespace, &template).await?;
+    let primary = apply_primary(context, canary, &deployments, &target, &label, &tracked).await?;
+
     let service_api = Api::<Service>::namespaced(context.client.clone(), &namespace);
     for service in services(&ServiceInputs {
         spec: &canary.spec,
@@ -121,8 +123,14 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
     }
 
     scale_to_zero(&deployments, &target).await?;
-    let revision = pod_template_hash(&template);
-    let next = status::initialized(&current, &revision, "Deployment initialization completed.", now);
+    let revision = revision(&template, &tracked.hashes());
+    let next = status::initialized(
+        &current,
+        &revision,
+        &tracked.status(),
+        "Deployment initialization completed.",
+        now,
+    );
     let note = Note {
         type_: EventType::Normal,
         reason: "Initialized",

@@ -80,6 +80,8 @@ pub struct Observation<'a> {
     pub now: Timestamp,
     /// The target's current revision (pod template and the configs it uses).
     pub revision: &'a str,
+    /// `status.trackedConfigs` for that revision.
+    pub tracked_configs: &'a BTreeMap<String, String>,
     /// Readiness of the target (the canary workload).
     pub canary: Readiness,
     pub primary: Readiness,
@@ -321,6 +323,8 @@ impl<'a> Machine<'a> {
         act(Outcome {
             status: self.status_with(Phase::Progressing, &message, true, |s| {
                 s.last_applied_spec = Some(self.observation.revision.to_string());
+                s.tracked_configs =
+                    (!self.observation.tracked_configs.is_empty()).then(|| self.observation.tracked_configs.clone());
                 s.canary_weight = Some(0);
                 s.iterations = Some(0);
                 s.failed_checks = Some(0);

@@ -16,6 +16,7 @@ struct Sim {
     status: CanaryStatus,
     now: Timestamp,
     revision: String,
+    tracked: BTreeMap<String, String>,
     provider: Provider,
     canary: Readiness,
     primary: Readiness,
@@ -35,12 +36,14 @@ impl Sim {
         }))
         .expect("spec");
         let now = Timestamp::from_second(START).expect("time");
-        let status = status::initialized(&CanaryStatus::default(), "s1-rev1", "done", now).expect("initialized");
+        let status = status::initialized(&CanaryStatus::default(), "s1-rev1", &BTreeMap::new(), "done", now)
+            .expect("initialized");
         Sim {
             spec,
             status,
             now,
             revision: "s1-rev1".into(),
+            tracked: BTreeMap::new(),
             provider,
             canary: Readiness::Ready,
             primary: Readiness::Ready,
@@ -93,6 +96,7 @@ impl Sim {
             let observation = Observation {
                 now: self.now,
                 revision: &self.revision,
+                tracked_configs: &self.tracked,
                 canary: self.canary.clone(),
                 primary: self.primary.clone(),
                 provider: self.provider,
@@ -399,6 +403,16 @@ fn reverting_to_the_promoted_revision_starts_nothing() {
     assert_eq!(outcome.actions, vec![Action::ScaleDownTarget]);
     assert_eq!(sim.status.last_applied_spec.as_deref(), Some("s1-rev1"));
     assert_eq!(sim.reconcile(), Outcome::default());
+}
+
+#[test]
+fn a_config_change_is_a_new_revision_recorded_with_its_configs() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.tracked = BTreeMap::from([("ConfigMap/settings".to_string(), "h2".to_string())]);
+    sim.new_revision("s1-rev2");
+    sim.reconcile();
+    assert_eq!(sim.phase(), Phase::Progressing);
+    assert_eq!(sim.status.tracked_configs, Some(sim.tracked.clone()));
 }
 
 #[test]

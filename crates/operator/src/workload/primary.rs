@@ -7,15 +7,20 @@ use serin_core::primary::{PrimaryInputs, primary_deployment};
 use crate::Error;
 use crate::apply::apply;
 use crate::controller::Context;
+use crate::workload::configs::{Tracked, copy_to_primary};
 
-/// Creates or updates the primary from the target's current template (initialization and promotion).
+/// Creates or updates the primary from the target's current template and copies of its
+/// tracked configs (initialization and promotion).
 pub async fn apply_primary(
     context: &Context,
     canary: &Canary,
     deployments: &Api<Deployment>,
     target: &Deployment,
     label: &SelectorLabel,
+    tracked: &Tracked,
 ) -> Result<Deployment, Error> {
+    let namespace = canary.metadata.namespace.as_deref().ok_or(Error::MissingNamespace)?;
+    copy_to_primary(context, canary, namespace, tracked).await?;
     let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
     let existing = deployments.get_opt(&primary_name(&canary.spec.target_ref.name)).await?;
     let primary = primary_deployment(&PrimaryInputs {
@@ -24,6 +29,7 @@ pub async fn apply_primary(
         include_label_prefixes: &context.config.include_label_prefixes,
         owner,
         current_primary_replicas: existing.and_then(|p| p.spec.and_then(|s| s.replicas)),
+        tracked: &tracked.references(),
     });
     apply(deployments, &primary).await
 }

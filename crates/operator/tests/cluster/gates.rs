@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use libtest_mimic::Failed;
 use serde_json::json;
 use serin_api::{Canary, Phase};
@@ -14,7 +13,8 @@ use serin_testenv::wait_for;
 
 use crate::analysis::{builtin_metrics, ensure_settled, hook, release, route_of};
 use crate::support::{
-    Cluster, TIMEOUT, ensure, image_of, replicas_of, set_image, trace_until, wait_for_message, wait_for_phase,
+    Cluster, TIMEOUT, ensure, image_of, merge_patch, replicas_of, set_image, status_of, trace_until, wait_for_message,
+    wait_for_phase,
 };
 
 pub async fn confirm_gates_hold_then_release(cluster: Arc<Cluster>) -> Result<(), Failed> {
@@ -192,13 +192,7 @@ pub async fn skip_analysis_promotes_without_checks(cluster: Arc<Cluster>) -> Res
     let analysis = json!({ "interval": "30s", "threshold": 1, "iterations": 10, "metrics": builtin_metrics() });
     release(&cluster, &namespace, name, 1, "kubernetes", analysis).await?;
     let api = Api::<Canary>::namespaced(cluster.client(), &namespace);
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "spec": { "skipAnalysis": true } })),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    merge_patch(&api, name, json!({ "spec": { "skipAnalysis": true } })).await?;
     set_image(&cluster, &namespace, name, "hotfix:2").await?;
     wait_for_phase(&cluster, &namespace, name, Phase::Succeeded).await?;
     ensure(
@@ -219,17 +213,10 @@ pub async fn a_suspended_canary_ignores_new_revisions_until_resumed(cluster: Arc
     release(&cluster, &namespace, name, 1, "kubernetes", analysis).await?;
     let api = Api::<Canary>::namespaced(cluster.client(), &namespace);
     let suspend = |on: bool| json!({ "spec": { "suspend": on } });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(suspend(true)))
-        .await
-        .map_err(|e| e.to_string())?;
+    merge_patch(&api, name, suspend(true)).await?;
     set_image(&cluster, &namespace, name, "paused:2").await?;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let status = api
-        .get(name)
-        .await
-        .map_err(|e| e.to_string())?
-        .status
-        .unwrap_or_default();
+    let status = status_of(&cluster, &namespace, name).await?;
     ensure(
         status.phase == Some(Phase::Initialized),
         format!("suspended: nothing starts ({:?})", status.phase),
@@ -238,9 +225,7 @@ pub async fn a_suspended_canary_ignores_new_revisions_until_resumed(cluster: Arc
         replicas_of(&cluster, &namespace, name).await? == Some(0),
         "suspended: nothing is scaled",
     )?;
-    api.patch(name, &PatchParams::default(), &Patch::Merge(suspend(false)))
-        .await
-        .map_err(|e| e.to_string())?;
+    merge_patch(&api, name, suspend(false)).await?;
     wait_for_phase(&cluster, &namespace, name, Phase::Succeeded).await?;
     ensure(
         image_of(&cluster, &namespace, "paused-primary").await?.as_deref() == Some("paused:2"),

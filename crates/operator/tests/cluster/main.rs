@@ -3,6 +3,7 @@
 //! in its own namespace, as canaries share an operator in real clusters.
 
 mod analysis;
+mod configs;
 mod gates;
 mod initialization;
 mod support;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         gates::a_new_revision_mid_analysis_restarts_it,
         gates::skip_analysis_promotes_without_checks,
         gates::a_suspended_canary_ignores_new_revisions_until_resumed,
+        configs::a_config_change_is_a_new_revision_copied_to_the_primary,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -226,3 +226,26 @@ pub async fn replicas_of(env: &TestEnv, namespace: &str, name: &str) -> Result<O
         .map_err(|e| format!("get {name}: {e}"))?;
     Ok(deployment.spec.and_then(|s| s.replicas))
 }
+
+/// Applies a JSON merge patch to `name`.
+pub async fn merge_patch<K>(api: &Api<K>, name: &str, patch: serde_json::Value) -> Result<(), Failed>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|e| format!("patch {name}: {e}"))?;
+    Ok(())
+}
+
+pub async fn status_of(env: &TestEnv, namespace: &str, name: &str) -> Result<serin_api::CanaryStatus, Failed> {
+    let canary = Api::<Canary>::namespaced(env.client(), namespace)
+        .get(name)
+        .await
+        .map_err(|e| format!("get canary {name}: {e}"))?;
+    Ok(canary.status.unwrap_or_default())
+}
