@@ -55,6 +55,21 @@ pub fn services(inputs: &ServiceInputs) -> [Service; 3] {
     ]
 }
 
+/// The apex Service given back to the target when its Canary is deleted with
+/// `revertOnDeletion`: it selects the target's pods and no longer belongs to the Canary.
+pub fn reverted_apex(inputs: &ServiceInputs) -> Service {
+    let name = inputs.spec.service_name();
+    let mut apex = build(
+        inputs,
+        name.to_string(),
+        inputs.label.canary_selector(),
+        inputs.spec.service.apex.as_ref(),
+        false,
+    );
+    apex.metadata.owner_references = Some(Vec::new());
+    apex
+}
+
 fn build(
     inputs: &ServiceInputs,
     name: String,
@@ -260,6 +275,33 @@ mod tests {
             assert_eq!((port.name.as_deref(), port.port), (Some("http"), 9898));
             assert_eq!(port.target_port, Some(IntOrString::Int(9898)));
         }
+    }
+
+    #[test]
+    fn the_reverted_apex_selects_the_target_and_has_no_owner() {
+        let spec = spec(CanaryService {
+            port: 9898,
+            ..Default::default()
+        });
+        let apex = reverted_apex(&ServiceInputs {
+            spec: &spec,
+            namespace: "test",
+            label: &SelectorLabel {
+                key: "app".into(),
+                value: "podinfo".into(),
+            },
+            owner: OwnerReference {
+                name: "podinfo".into(),
+                ..Default::default()
+            },
+            template: &template(),
+        });
+        assert_eq!(apex.metadata.name.as_deref(), Some("podinfo"));
+        assert_eq!(
+            selector(&apex),
+            BTreeMap::from([("app".to_string(), "podinfo".to_string())])
+        );
+        assert_eq!(apex.metadata.owner_references, Some(vec![]));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serin_core::naming::primary_name;
 use tracing::Instrument;
 
 use crate::http::HttpClients;
-use crate::{Config, Error, analyse, initialize};
+use crate::{Config, Error, analyse, finalize, initialize};
 
 pub struct Context {
     pub client: Client,
@@ -126,6 +126,12 @@ async fn reconcile(canary: Arc<Canary>, context: Arc<Context>) -> Result<Action,
     let span = tracing::info_span!("canary", canary = %format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any()));
     async move {
         if canary.metadata.deletion_timestamp.is_some() {
+            if finalize::has_finalizer(&canary) {
+                return finalize::revert(&canary, &context).await;
+            }
+            return Ok(Action::await_change());
+        }
+        if finalize::sync_finalizer(&canary, &context).await? {
             return Ok(Action::await_change());
         }
         let phase = canary.status.as_ref().and_then(|s| s.phase).unwrap_or_default();

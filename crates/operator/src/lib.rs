@@ -6,6 +6,7 @@ mod apply;
 mod config;
 mod controller;
 mod error;
+mod finalize;
 mod hooks;
 mod http;
 mod initialize;

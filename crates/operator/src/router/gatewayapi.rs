@@ -31,35 +31,52 @@ impl GatewayApiRouter {
     }
 }
 
+impl GatewayApiRouter {
+    async fn apply(&self, canary: &Canary, owners: Vec<Value>, spec: Value) -> Result<(), Error> {
+        let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+        let name = canary.spec.service_name().to_string();
+        let route = json!({
+            "apiVersion": self.resource.api_version,
+            "kind": "HTTPRoute",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "ownerReferences": owners,
+                "annotations": {
+                    "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+                    "helm.toolkit.fluxcd.io/driftDetection": "disabled",
+                },
+            },
+            "spec": spec,
+        });
+        let object: DynamicObject = serde_json::from_value(route).map_err(Error::Serialize)?;
+        let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), &namespace, &self.resource);
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 impl Router for GatewayApiRouter {
     fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
             let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
-            let name = canary.spec.service_name().to_string();
-            let route = json!({
-                "apiVersion": self.resource.api_version,
-                "kind": "HTTPRoute",
-                "metadata": {
-                    "name": name,
-                    "namespace": namespace,
-                    "ownerReferences": [owner],
-                    "annotations": {
-                        "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
-                        "helm.toolkit.fluxcd.io/driftDetection": "disabled",
-                    },
-                },
-                "spec": http_route_spec(canary, routes),
-            });
-            let object: DynamicObject = serde_json::from_value(route).map_err(Error::Serialize)?;
-            let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), &namespace, &self.resource);
-            api.patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&object),
-            )
-            .await?;
-            Ok(())
+            let owner = serde_json::to_value(owner).map_err(Error::Serialize)?;
+            self.apply(canary, vec![owner], http_route_spec(canary, routes)).await
+        })
+    }
+
+    /// All traffic to the apex Service (which then selects the target's pods), no owner.
+    fn revert<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let mut spec = http_route_spec(canary, Routes::all_to_primary());
+            let apex = json!({ "name": canary.spec.service_name(), "port": canary.spec.service.port, "weight": 100 });
+            spec["rules"] = json!([{ "backendRefs": [apex] }]);
+            self.apply(canary, Vec::new(), spec).await
         })
     }
 }

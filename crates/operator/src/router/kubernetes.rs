@@ -15,4 +15,9 @@ impl Router for KubernetesRouter {
     fn set_routes<'a>(&'a self, _canary: &'a Canary, _routes: Routes) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// The apex Service itself is handed back by the finalizer; there is nothing else.
+    fn revert<'a>(&'a self, _canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -16,6 +16,10 @@ pub trait Router: Send + Sync {
     /// Sends traffic between the primary and the canary as `routes` says, creating the
     /// provider's routing objects if needed. Idempotent.
     fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Hands the provider's routing back to the apex Service when the Canary is deleted with
+    /// `revertOnDeletion`: the routes then no longer belong to the Canary. Idempotent.
+    fn revert<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>>;
 }
 
 pub fn for_provider(provider: Provider, client: &Client) -> Result<Box<dyn Router>, Error> {

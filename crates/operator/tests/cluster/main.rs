@@ -6,6 +6,7 @@ mod analysis;
 mod configs;
 mod gates;
 mod initialization;
+mod lifecycle;
 mod support;
 mod validation;
 
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         gates::skip_analysis_promotes_without_checks,
         gates::a_suspended_canary_ignores_new_revisions_until_resumed,
         configs::a_config_change_is_a_new_revision_copied_to_the_primary,
+        lifecycle::revert_on_deletion_gives_the_target_back,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -1,0 +1,149 @@
+//! `revertOnDeletion`: while the Canary exists it carries the finalizer `finalizer.flagger.app`;
+//! when it is deleted, serin gives the target back its replicas, points the apex Service (and
+//! the provider's routes) at the target's pods, releases them from the Canary, and only then
+//! lets the Canary go (phases Terminating, then Terminated).
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use serin_api::{Canary, Phase};
+use serin_core::naming::{primary_name, selector_label};
+use serin_core::readiness::{self, Readiness};
+use serin_core::services::{ServiceInputs, reverted_apex};
+use serin_core::status;
+
+use crate::Error;
+use crate::apply::apply;
+use crate::controller::Context;
+use crate::report::{Note, report};
+use crate::router;
+use crate::workload::deployment::scale;
+
+pub const FINALIZER: &str = "finalizer.flagger.app";
+const RECHECK: Duration = Duration::from_secs(2);
+
+pub fn has_finalizer(canary: &Canary) -> bool {
+    canary.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// Adds or removes the finalizer so that it is there exactly when `revertOnDeletion` is set.
+/// Returns whether it changed anything (the change comes back as a watch event).
+pub async fn sync_finalizer(canary: &Canary, context: &Context) -> Result<bool, Error> {
+    let wanted = canary.spec.revert_on_deletion == Some(true);
+    if wanted == has_finalizer(canary) {
+        return Ok(false);
+    }
+    let mut finalizers: Vec<String> = canary
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if wanted {
+        finalizers.push(FINALIZER.to_string());
+    }
+    let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+    let api = Api::<Canary>::namespaced(context.client.clone(), &namespace);
+    let patch = json!({ "metadata": { "finalizers": finalizers, "resourceVersion": canary.resource_version() } });
+    api.patch(&canary.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(true)
+}
+
+/// Reverts the target for a Canary being deleted; removes the finalizer once the target serves.
+pub async fn revert(canary: &Canary, context: &Context) -> Result<Action, Error> {
+    let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+    let name = canary.name_any();
+    let current = canary.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let deployments = Api::<Deployment>::namespaced(context.client.clone(), &namespace);
+    let target_name = &canary.spec.target_ref.name;
+
+    if let Some(target) = deployments.get_opt(target_name).await? {
+        let primary = deployments.get_opt(&primary_name(target_name)).await?;
+        let replicas = primary.and_then(|p| p.spec?.replicas).unwrap_or(1).max(1);
+        if target.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) == 0 {
+            scale(&deployments, &target, replicas).await?;
+        }
+        let match_labels = target
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.clone())
+            .unwrap_or_default();
+        if let Some(label) = selector_label(&match_labels, &context.config.selector_labels) {
+            let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
+            let template = target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+            let inputs = ServiceInputs {
+                spec: &canary.spec,
+                namespace: &namespace,
+                label: &label,
+                owner,
+                template: &template,
+            };
+            apply(
+                &Api::<Service>::namespaced(context.client.clone(), &namespace),
+                &reverted_apex(&inputs),
+            )
+            .await?;
+        }
+        let provider = canary.spec.provider.unwrap_or(context.config.mesh_provider);
+        if let Ok(router) = router::for_provider(provider, &context.client) {
+            router.revert(canary).await?;
+        }
+        let fresh = deployments.get(target_name).await?;
+        let threshold = canary.spec.analysis().map_or(100, |a| a.canary_ready_threshold());
+        if let Readiness::Waiting(why) =
+            readiness::deployment(&fresh, threshold, canary.spec.progress_deadline_seconds(), now)
+        {
+            let next = status::transition(
+                &current,
+                Phase::Terminating,
+                &format!("reverting to the target: {why}"),
+                now,
+            );
+            let note = (current.phase != Some(Phase::Terminating)).then(|| Note {
+                type_: EventType::Normal,
+                reason: "Terminating",
+                message: format!(
+                    "{name}.{namespace}: deleted with revertOnDeletion; giving traffic back to {target_name}"
+                ),
+            });
+            report(context, canary, next, note).await?;
+            return Ok(Action::requeue(RECHECK));
+        }
+    }
+
+    let next = status::transition(
+        &current,
+        Phase::Terminated,
+        "the target serves again; the Canary is released",
+        now,
+    );
+    let note = Note {
+        type_: EventType::Normal,
+        reason: "Terminated",
+        message: format!("{name}.{namespace}: reverted; {target_name} serves through its Service again"),
+    };
+    report(context, canary, next, Some(note)).await?;
+    let finalizers: Vec<String> = canary
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    let api = Api::<Canary>::namespaced(context.client.clone(), &namespace);
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "metadata": { "finalizers": finalizers } })),
+    )
+    .await?;
+    Ok(Action::await_change())
+}
