@@ -2,6 +2,7 @@
 //! to do, and carries it out; every function here is a plain transformation with table tests.
 
 pub mod analysis;
+pub mod autoscaler;
 pub mod checks;
 pub mod configs;
 pub mod naming;

@@ -22,6 +22,8 @@ pub struct PrimaryInputs<'a> {
     pub owner: OwnerReference,
     /// Replicas of the primary as it is now, kept when the target has already been scaled to 0.
     pub current_primary_replicas: Option<i32>,
+    /// An autoscaler manages the primary's replicas: once the primary exists, they are left alone.
+    pub autoscaled: bool,
     /// Configs copied for the primary as `<name>-primary`; the primary's template uses the copies.
     pub tracked: &'a BTreeSet<ConfigRef>,
 }
@@ -49,6 +51,7 @@ pub fn primary_deployment(inputs: &PrimaryInputs) -> Deployment {
 
     let target_replicas = target_spec.replicas.unwrap_or(1);
     let replicas = match (target_replicas, inputs.current_primary_replicas) {
+        (_, Some(current)) if inputs.autoscaled => current,
         (0, Some(current)) if current > 0 => current,
         (0, _) => 1,
         (n, _) => n,
@@ -176,6 +179,7 @@ mod tests {
                 ..Default::default()
             },
             current_primary_replicas: current,
+            autoscaled: false,
             tracked: &BTreeSet::new(),
         })
     }
@@ -252,5 +256,30 @@ mod tests {
                 "{target_replicas:?} {current:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_autoscaled_primary_keeps_the_replicas_the_autoscaler_chose() {
+        let target = target(Some(2));
+        let build_autoscaled = |current| {
+            primary_deployment(&PrimaryInputs {
+                target: &target,
+                label: &SelectorLabel {
+                    key: "app".into(),
+                    value: "podinfo".into(),
+                },
+                include_label_prefixes: &[],
+                owner: OwnerReference::default(),
+                current_primary_replicas: current,
+                autoscaled: true,
+                tracked: &BTreeSet::new(),
+            })
+        };
+        assert_eq!(build_autoscaled(Some(7)).spec.and_then(|s| s.replicas), Some(7));
+        assert_eq!(
+            build_autoscaled(None).spec.and_then(|s| s.replicas),
+            Some(2),
+            "created from the target"
+        );
     }
 }

@@ -18,7 +18,11 @@ use serin_core::naming::primary_name;
 use tracing::Instrument;
 
 use crate::http::HttpClients;
-use crate::{Config, Error, analyse, finalize, initialize};
+use crate::{Config, Error, analyse, finalize, initialize, report};
+
+/// A Canary with a mistake in it is looked at again after this, in case the fix is elsewhere
+/// (e.g. a missing autoscaler being created).
+const USER_ERROR_RECHECK: Duration = Duration::from_secs(30);
 
 pub struct Context {
     pub client: Client,
@@ -135,9 +139,21 @@ async fn reconcile(canary: Arc<Canary>, context: Arc<Context>) -> Result<Action,
             return Ok(Action::await_change());
         }
         let phase = canary.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
-        match phase {
+        let result = match phase {
             Phase::Unset | Phase::Initializing => initialize::run(&canary, &context).await,
             _ => analyse::run(&canary, &context).await,
+        };
+        match result {
+            Err(error) if error.is_user_error() => {
+                let phase = if phase == Phase::Unset {
+                    Phase::Initializing
+                } else {
+                    phase
+                };
+                report::problem(&context, &canary, phase, error.reason(), error.to_string()).await?;
+                Ok(Action::requeue(USER_ERROR_RECHECK))
+            }
+            other => other,
         }
     }
     .instrument(span)

@@ -7,6 +7,7 @@ use serin_core::primary::{PrimaryInputs, primary_deployment};
 use crate::Error;
 use crate::apply::apply;
 use crate::controller::Context;
+use crate::workload::autoscaler::sync_primary_autoscaler;
 use crate::workload::configs::{Tracked, copy_to_primary};
 
 /// Creates or updates the primary from the target's current template and copies of its
@@ -29,7 +30,10 @@ pub async fn apply_primary(
         include_label_prefixes: &context.config.include_label_prefixes,
         owner,
         current_primary_replicas: existing.and_then(|p| p.spec.and_then(|s| s.replicas)),
+        autoscaled: canary.spec.autoscaler_ref.is_some(),
         tracked: &tracked.references(),
     });
-    apply(deployments, &primary).await
+    let primary = apply(deployments, &primary).await?;
+    sync_primary_autoscaler(context, canary, namespace).await?;
+    Ok(primary)
 }

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, PostParams};
 use libtest_mimic::Failed;
 use serde_json::json;
 use serin_api::{Canary, Phase};
@@ -13,7 +14,8 @@ use serin_testenv::fixtures::deployment;
 use serin_testenv::wait_for;
 
 use crate::support::{
-    Cluster, TIMEOUT, create_canary, create_deployment, ensure, replicas_of, wait_for_event, wait_for_phase,
+    Cluster, TIMEOUT, create_canary, create_deployment, ensure, merge_patch, replicas_of, set_image, wait_for_event,
+    wait_for_message, wait_for_phase,
 };
 
 pub async fn revert_on_deletion_gives_the_target_back(cluster: Arc<Cluster>) -> Result<(), Failed> {
@@ -90,5 +92,86 @@ pub async fn revert_on_deletion_gives_the_target_back(cluster: Arc<Cluster>) -> 
     })
     .await;
     collected.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn canary_with_autoscaler(name: &str, hpa: &str) -> serde_json::Value {
+    json!({
+        "metadata": { "name": name },
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+            // Retired API version, read as autoscaling/v2.
+            "autoscalerRef": { "apiVersion": "autoscaling/v2beta1", "kind": "HorizontalPodAutoscaler", "name": hpa },
+            "service": { "port": 9898 },
+            "analysis": { "interval": "2s", "threshold": 1, "iterations": 1 }
+        }
+    })
+}
+
+pub async fn an_hpa_is_copied_for_the_primary_and_kept_in_sync(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("hpa").await?;
+    let name = "scaled";
+    create_deployment(&cluster, &namespace, &deployment(name, &[("app", name)], 2)).await?;
+    let hpas = Api::<HorizontalPodAutoscaler>::namespaced(cluster.client(), &namespace);
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+            "minReplicas": 2, "maxReplicas": 4,
+            "metrics": [{ "type": "Resource", "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": 80 } } }]
+        }
+    }))?;
+    hpas.create(&PostParams::default(), &hpa)
+        .await
+        .map_err(|e| e.to_string())?;
+    create_canary(&cluster, &namespace, canary_with_autoscaler(name, name)).await?;
+    wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
+
+    let primary = hpas
+        .get("scaled-primary")
+        .await
+        .map_err(|e| format!("primary HPA: {e}"))?;
+    ensure(
+        primary.spec.scale_target_ref.name == "scaled-primary",
+        format!("targets {:?}", primary.spec.scale_target_ref),
+    )?;
+    ensure(
+        (primary.spec.min_replicas, primary.spec.max_replicas) == (Some(2), 4),
+        format!("bounds {:?}", primary.spec),
+    )?;
+    ensure(
+        primary
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.kind == "Canary"),
+        "owned by the Canary",
+    )?;
+
+    merge_patch(&hpas, name, json!({ "spec": { "maxReplicas": 6 } })).await?;
+    set_image(&cluster, &namespace, name, "scaled:2").await?;
+    let promoted = wait_for(TIMEOUT, "the promotion", || {
+        let canaries = Api::<Canary>::namespaced(cluster.client(), &namespace);
+        async move {
+            let status = canaries.get(name).await.ok()?.status?;
+            (status.phase == Some(Phase::Succeeded)).then_some(())
+        }
+    })
+    .await;
+    promoted.map_err(|e| e.to_string())?;
+    let primary = hpas.get("scaled-primary").await.map_err(|e| e.to_string())?;
+    ensure(primary.spec.max_replicas == 6, "the promotion synced the primary HPA")
+}
+
+pub async fn a_missing_autoscaler_is_reported(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("nohpa").await?;
+    let name = "unscaled";
+    create_deployment(&cluster, &namespace, &deployment(name, &[("app", name)], 1)).await?;
+    create_canary(&cluster, &namespace, canary_with_autoscaler(name, "missing")).await?;
+    let expected = format!("autoscalerRef names HorizontalPodAutoscaler {namespace}/missing, which does not exist");
+    wait_for_message(&cluster, &namespace, name, &expected).await?;
+    wait_for_event(&cluster, &namespace, name, "AutoscalerNotFound").await?;
     Ok(())
 }

@@ -47,6 +47,8 @@ fn main() -> ExitCode {
         gates::a_suspended_canary_ignores_new_revisions_until_resumed,
         configs::a_config_change_is_a_new_revision_copied_to_the_primary,
         lifecycle::revert_on_deletion_gives_the_target_back,
+        lifecycle::an_hpa_is_copied_for_the_primary_and_kept_in_sync,
+        lifecycle::a_missing_autoscaler_is_reported,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
