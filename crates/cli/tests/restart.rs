@@ -1,0 +1,189 @@
+//! Restart safety: the `serin operator` process is killed (SIGKILL) at every step of a rollout
+//! and started again. The rollout must end as it would have: every weight step taken once,
+//! nothing skipped, one promotion, the post-rollout webhook called once.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use serin_api::{Canary, Phase};
+use serin_testenv::fixtures::deployment;
+use serin_testenv::prometheus::Prometheus;
+use serin_testenv::traffic::{Behaviour, TrafficSource};
+use serin_testenv::webhooks::WebhookReceiver;
+use serin_testenv::{Options, TestEnv};
+
+struct Operator {
+    child: Option<Child>,
+    args: Vec<String>,
+    kills: usize,
+}
+
+impl Operator {
+    fn start(args: Vec<String>) -> Operator {
+        let mut operator = Operator {
+            child: None,
+            args,
+            kills: 0,
+        };
+        operator.spawn();
+        operator
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_serin"))
+            .arg("operator")
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serin operator starts");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, then a new process.
+    fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaped");
+            self.kills += 1;
+        }
+        self.spawn();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_survives_the_operator_being_killed_at_every_step() {
+    let env = TestEnv::start(Options { nodes: 2 }).await.expect("control plane");
+    env.install_crds().await.expect("serin CRDs");
+    env.install_upstream_crds("gateway-api")
+        .await
+        .expect("Gateway API CRDs");
+    let traffic = TrafficSource::start().await.expect("traffic source");
+    let prometheus = Prometheus::start(&[traffic.scrape_target()], Duration::from_secs(1))
+        .await
+        .expect("prometheus");
+    let hooks = WebhookReceiver::start().await.expect("webhook receiver");
+    let namespace = env.namespace("restart").await.expect("namespace");
+    let name = "sturdy";
+    traffic.set(&namespace, name, Behaviour::healthy());
+
+    let deployments = Api::<Deployment>::namespaced(env.client(), &namespace);
+    deployments
+        .create(&PostParams::default(), &deployment(name, &[("app", name)], 2))
+        .await
+        .expect("target");
+    let hook = |kind: &str| json!({ "name": kind, "type": kind, "url": format!("{}/{kind}", hooks.url()) });
+    let canary: Canary = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "provider": "gatewayapi:v1",
+            "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+            "service": { "port": 9898 },
+            "analysis": {
+                "interval": "3s", "threshold": 2, "stepWeights": [20, 40, 60],
+                "metrics": [{ "name": "request-success-rate", "interval": "30s", "thresholdRange": { "min": 99 } }],
+                "webhooks": [hook("confirm-rollout"), hook("pre-rollout"), hook("rollout"), hook("confirm-promotion"), hook("post-rollout")]
+            }
+        }
+    }))
+    .expect("canary");
+    let canaries = Api::<Canary>::namespaced(env.client(), &namespace);
+    canaries.create(&PostParams::default(), &canary).await.expect("canary");
+
+    let args = vec![
+        "-kubeconfig".to_string(),
+        env.kubeconfig().display().to_string(),
+        "-metrics-server".to_string(),
+        prometheus.url().to_string(),
+        "-namespace".to_string(),
+        namespace.clone(),
+    ];
+    let mut operator = Operator::start(args);
+    let state = |canary: &Canary| {
+        let status = canary.status.clone().unwrap_or_default();
+        (
+            status.phase.unwrap_or_default(),
+            status.canary_weight.unwrap_or(0),
+            status.failed_checks.unwrap_or(0),
+        )
+    };
+    // Kill it during initialization too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    operator.kill_and_restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while canaries.get(name).await.ok().map(|c| state(&c).0) != Some(Phase::Initialized) {
+        assert!(Instant::now() < deadline, "not initialized after restarts");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let patch =
+        json!({ "spec": { "template": { "spec": { "containers": [{ "name": "app", "image": "sturdy:2" }] } } } });
+    deployments
+        .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect("new revision");
+    let mut seen = vec![];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let current = state(&canaries.get(name).await.expect("canary"));
+        if seen.last() != Some(&current) {
+            seen.push(current);
+            if current.0 == Phase::Succeeded || current.0 == Phase::Failed {
+                break;
+            }
+            // Every new state was just written: kill the operator right there.
+            operator.kill_and_restart();
+        }
+        assert!(Instant::now() < deadline, "the rollout did not finish; seen {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(seen.last().map(|s| s.0), Some(Phase::Succeeded), "seen {seen:?}");
+    assert!(operator.kills >= 6, "killed only {} times", operator.kills);
+    let mut weights: Vec<i32> = seen.iter().filter(|s| s.0 == Phase::Progressing).map(|s| s.1).collect();
+    weights.dedup();
+    assert_eq!(
+        weights,
+        vec![0, 20, 40, 60],
+        "every step once, none skipped; seen {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|s| s.2 == 0),
+        "no failed check from a restart; seen {seen:?}"
+    );
+
+    let primary = deployments.get("sturdy-primary").await.expect("primary");
+    let image = primary
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers[0].image.clone());
+    assert_eq!(image.as_deref(), Some("sturdy:2"));
+    let replica_sets = Api::<ReplicaSet>::namespaced(env.client(), &namespace)
+        .list(&ListParams::default().labels("app=sturdy-primary"))
+        .await
+        .expect("replica sets");
+    assert_eq!(
+        replica_sets.items.len(),
+        2,
+        "the primary rolled out once for v2 (plus its v1 ReplicaSet)"
+    );
+    let calls = |path: &str| hooks.calls_to(path).len();
+    assert_eq!(calls("/post-rollout"), 1, "post-rollout called once");
+    assert_eq!(calls("/pre-rollout"), 1, "pre-rollout called once");
+    assert_eq!(calls("/rollout"), 3, "one rollout check per weight step (20, 40, 60)");
+    drop(operator);
+    env.teardown().await;
+}
