@@ -41,6 +41,9 @@ pub struct OperatorArgs {
     /// Make the ConfigMaps and Secrets the target uses part of its revision, copied for the primary.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     enable_config_tracking: bool,
+    /// Also send every Event serin publishes to this webhook (Flagger's event payload).
+    #[arg(long, env = "EVENT_WEBHOOK_URL")]
+    event_webhook: Option<String>,
     #[command(flatten)]
     not_yet: NotYetActedOn,
 }
@@ -72,8 +75,6 @@ struct NotYetActedOn {
     slack_user: Option<String>,
     #[arg(long)]
     slack_channel: Option<String>,
-    #[arg(long, env = "EVENT_WEBHOOK_URL")]
-    event_webhook: Option<String>,
     #[arg(long, env = "MSTEAMS_URL")]
     msteams_url: Option<String>,
     #[arg(long, env = "MSTEAMS_PROXY_URL")]
@@ -108,7 +109,6 @@ impl NotYetActedOn {
             ("slack-proxy-url", &self.slack_proxy_url),
             ("slack-user", &self.slack_user),
             ("slack-channel", &self.slack_channel),
-            ("event-webhook", &self.event_webhook),
             ("msteams-url", &self.msteams_url),
             ("msteams-proxy-url", &self.msteams_proxy_url),
             ("threadiness", &self.threadiness),
@@ -172,6 +172,7 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
         mesh_provider: args.mesh_provider,
         metrics_server: args.metrics_server.clone(),
         config_tracking: args.enable_config_tracking,
+        event_webhook: args.event_webhook.clone(),
         ..Default::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
 use crate::configs::{ConfigRef, use_primary_copies};
@@ -39,15 +40,7 @@ pub fn primary_deployment(inputs: &PrimaryInputs) -> Deployment {
     labels.insert(label.key.clone(), label.primary_value());
     let annotations = copied(target.metadata.annotations.as_ref(), inputs.include_label_prefixes);
 
-    let mut template = target_spec.template.clone();
-    if let Some(spec) = template.spec.as_mut() {
-        use_primary_copies(spec, inputs.tracked);
-    }
-    let template_meta = template.metadata.get_or_insert_with(Default::default);
-    template_meta
-        .labels
-        .get_or_insert_with(Default::default)
-        .insert(label.key.clone(), label.primary_value());
+    let template = primary_template(&target_spec.template, label, inputs.tracked);
 
     let target_replicas = target_spec.replicas.unwrap_or(1);
     let replicas = match (target_replicas, inputs.current_primary_replicas) {
@@ -80,16 +73,85 @@ pub fn primary_deployment(inputs: &PrimaryInputs) -> Deployment {
     }
 }
 
+/// The primary's pod template: the target's, with the selector label's value suffixed
+/// `-primary` and the tracked configs replaced by their `-primary` copies.
+pub fn primary_template(
+    template: &PodTemplateSpec,
+    label: &SelectorLabel,
+    tracked: &BTreeSet<ConfigRef>,
+) -> PodTemplateSpec {
+    let mut template = without_scale_to_zero(template);
+    if let Some(spec) = template.spec.as_mut() {
+        use_primary_copies(spec, tracked);
+    }
+    let metadata = template.metadata.get_or_insert_with(Default::default);
+    metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(label.key.clone(), label.primary_value());
+    template
+}
+
+/// The node selector that "scales a DaemonSet to zero": no node carries it, so no pod runs.
+pub const SCALE_TO_ZERO: (&str, &str) = ("flagger.app/scale-to-zero", "true");
+
+/// The template without serin's scale-to-zero node selector (what the user wrote).
+pub fn without_scale_to_zero(template: &PodTemplateSpec) -> PodTemplateSpec {
+    let mut template = template.clone();
+    if let Some(spec) = template.spec.as_mut() {
+        if let Some(selector) = spec.node_selector.as_mut() {
+            selector.remove(SCALE_TO_ZERO.0);
+        }
+        if spec.node_selector.as_ref().is_some_and(|s| s.is_empty()) {
+            spec.node_selector = None;
+        }
+    }
+    template
+}
+
+/// The primary DaemonSet: as [`primary_deployment`], for a DaemonSet target.
+pub fn primary_daemon_set(
+    target: &DaemonSet,
+    label: &SelectorLabel,
+    include_label_prefixes: &[String],
+    owner: OwnerReference,
+    tracked: &BTreeSet<ConfigRef>,
+) -> DaemonSet {
+    let target_spec = target.spec.clone().unwrap_or_default();
+    let mut labels = copied(target.metadata.labels.as_ref(), include_label_prefixes);
+    labels.insert(label.key.clone(), label.primary_value());
+    let annotations = copied(target.metadata.annotations.as_ref(), include_label_prefixes);
+    DaemonSet {
+        metadata: ObjectMeta {
+            name: Some(primary_name(target.metadata.name.as_deref().unwrap_or_default())),
+            namespace: target.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(label.primary_selector()),
+                match_expressions: None,
+            },
+            template: primary_template(&target_spec.template, label, tracked),
+            ..target_spec
+        }),
+        status: None,
+    }
+}
+
 /// Whether the primary runs the target's template, apart from the selector label's value and
 /// the `-primary` copies of the tracked configs.
 pub fn same_template(
-    primary: &Deployment,
-    target: &Deployment,
+    primary: &PodTemplateSpec,
+    target: &PodTemplateSpec,
     label: &SelectorLabel,
     tracked: &BTreeSet<ConfigRef>,
 ) -> bool {
-    let without_label = |d: &Deployment| {
-        let mut template = d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let without_label = |template: &PodTemplateSpec| {
+        let mut template = template.clone();
         if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
             labels.remove(&label.key);
         }
@@ -202,6 +264,38 @@ mod tests {
     }
 
     #[test]
+    fn a_daemon_set_primary_never_inherits_the_scale_to_zero_selector() {
+        let mut target: DaemonSet = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "agent", "namespace": "test", "labels": { "app": "agent" } },
+            "spec": {
+                "selector": { "matchLabels": { "app": "agent" } },
+                "template": {
+                    "metadata": { "labels": { "app": "agent" } },
+                    "spec": { "containers": [{ "name": "agent", "image": "agent:1" }], "nodeSelector": { "flagger.app/scale-to-zero": "true" } }
+                }
+            }
+        }))
+        .expect("daemon set");
+        let label = SelectorLabel {
+            key: "app".into(),
+            value: "agent".into(),
+        };
+        let primary = primary_daemon_set(&target, &label, &[], OwnerReference::default(), &BTreeSet::new());
+        assert_eq!(primary.metadata.name.as_deref(), Some("agent-primary"));
+        let spec = primary.spec.expect("spec");
+        assert_eq!(spec.selector.match_labels, Some(map(&[("app", "agent-primary")])));
+        assert_eq!(spec.template.spec.and_then(|s| s.node_selector), None);
+        if let Some(pod) = target.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+            pod.node_selector = Some(map(&[("disk", "ssd"), ("flagger.app/scale-to-zero", "true")]));
+        }
+        let template = without_scale_to_zero(&target.spec.expect("spec").template);
+        assert_eq!(
+            template.spec.and_then(|s| s.node_selector),
+            Some(map(&[("disk", "ssd")]))
+        );
+    }
+
+    #[test]
     fn copies_labels_by_prefix() {
         let only_team = build(&target(None), &["team.example.com/"], None);
         assert_eq!(
@@ -231,12 +325,23 @@ mod tests {
             key: "app".into(),
             value: "podinfo".into(),
         };
-        assert!(same_template(&primary, &target, &label, &BTreeSet::new()));
+        let template = |d: &Deployment| d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        assert!(same_template(
+            &template(&primary),
+            &template(&target),
+            &label,
+            &BTreeSet::new()
+        ));
         let mut changed = target.clone();
         if let Some(spec) = changed.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
             spec.containers[0].image = Some("podinfo:2".into());
         }
-        assert!(!same_template(&primary, &changed, &label, &BTreeSet::new()));
+        assert!(!same_template(
+            &template(&primary),
+            &template(&changed),
+            &label,
+            &BTreeSet::new()
+        ));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! When a workload counts as rolled out, and when waiting for it is hopeless.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::jiff::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +65,32 @@ pub fn deployment(deployment: &Deployment, threshold_percent: i32, deadline_seco
     if i64::from(available) < needed {
         return Readiness::Waiting(format!(
             "waiting for deployment {name}: {available} of {updated} updated replicas are available"
+        ));
+    }
+    Readiness::Ready
+}
+
+/// Readiness of a DaemonSet: all its scheduled pods updated and at least `threshold_percent`
+/// of them available.
+pub fn daemon_set(daemon_set: &DaemonSet, threshold_percent: i32) -> Readiness {
+    let name = daemon_set.metadata.name.as_deref().unwrap_or_default();
+    let status = daemon_set.status.clone().unwrap_or_default();
+    let generation = daemon_set.metadata.generation.unwrap_or(0);
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Readiness::Waiting(format!("waiting for daemon set {name} spec update to be observed"));
+    }
+    let desired = status.desired_number_scheduled;
+    let updated = status.updated_number_scheduled.unwrap_or(0);
+    let available = status.number_available.unwrap_or(0);
+    if updated < desired {
+        return Readiness::Waiting(format!(
+            "waiting for daemon set {name}: {updated} of {desired} pods are updated"
+        ));
+    }
+    let needed = (i64::from(desired) * i64::from(threshold_percent.clamp(0, 100)) + 99) / 100;
+    if i64::from(available) < needed {
+        return Readiness::Waiting(format!(
+            "waiting for daemon set {name}: {available} of {desired} updated pods are available"
         ));
     }
     Readiness::Ready
@@ -226,5 +252,35 @@ mod tests {
             }),
             Readiness::Waiting(_)
         ));
+    }
+
+    #[test]
+    fn daemon_sets_are_ready_when_every_scheduled_pod_is_updated_and_available() {
+        use k8s_openapi::api::apps::v1::DaemonSetStatus;
+        let ds = |updated: i32, available: i32| DaemonSet {
+            metadata: ObjectMeta {
+                name: Some("agent".into()),
+                generation: Some(1),
+                ..Default::default()
+            },
+            spec: None,
+            status: Some(DaemonSetStatus {
+                observed_generation: Some(1),
+                desired_number_scheduled: 3,
+                updated_number_scheduled: Some(updated),
+                number_available: Some(available),
+                ..Default::default()
+            }),
+        };
+        assert_eq!(daemon_set(&ds(3, 3), 100), Readiness::Ready);
+        assert_eq!(
+            daemon_set(&ds(2, 3), 100),
+            Readiness::Waiting("waiting for daemon set agent: 2 of 3 pods are updated".into())
+        );
+        assert_eq!(
+            daemon_set(&ds(3, 2), 100),
+            Readiness::Waiting("waiting for daemon set agent: 2 of 3 updated pods are available".into())
+        );
+        assert_eq!(daemon_set(&ds(3, 2), 60), Readiness::Ready);
     }
 }

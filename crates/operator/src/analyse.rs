@@ -4,17 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::EventType;
-use kube::{Api, ResourceExt};
 use serin_api::canary::{CanaryAnalysis, HookType};
 use serin_api::{Canary, CanaryStatus, Phase};
 use serin_core::analysis::{Action, Decision, Gate, GateResult, Gates, Observation, Outcome, Subject, decide};
 use serin_core::naming::{primary_name, selector_label};
 use serin_core::primary::same_template;
-use serin_core::readiness;
 use serin_core::revision::{is_serin_hash, revision};
 
 use crate::Error;
@@ -23,8 +21,8 @@ use crate::hooks::{self, Payload};
 use crate::metrics::{self, MetricContext};
 use crate::report::{Note, problem, publish, write_status};
 use crate::router::{self, Router};
+use crate::workload::Workload;
 use crate::workload::configs::{self, Tracked};
-use crate::workload::deployment::{scale, scale_to_zero};
 use crate::workload::primary::apply_primary;
 
 /// What one reconcile works with.
@@ -35,9 +33,8 @@ struct Scope<'a> {
     status: CanaryStatus,
     analysis: CanaryAnalysis,
     revision: String,
-    deployments: Api<Deployment>,
-    target: Deployment,
-    primary: Deployment,
+    target: Workload,
+    primary: Workload,
     tracked: Tracked,
 }
 
@@ -45,24 +42,24 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
     let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
     let status = canary.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or_default();
-    let deployments = Api::<Deployment>::namespaced(context.client.clone(), &namespace);
-    let target_name = &canary.spec.target_ref.name;
+    let target_ref = &canary.spec.target_ref;
+    let kind = format!("{:?}", target_ref.kind);
 
-    let Some(target) = deployments.get_opt(target_name).await? else {
-        let message =
-            format!("target Deployment {namespace}/{target_name} not found: recreate it or fix spec.targetRef.name");
+    let Some(target) = Workload::get(&context.client, &namespace, target_ref.kind, &target_ref.name).await? else {
+        let message = format!(
+            "target {kind} {namespace}/{} not found: recreate it or fix spec.targetRef.name",
+            target_ref.name
+        );
         problem(context, canary, phase, "TargetNotFound", message).await?;
         return Ok(Requeue::await_change());
     };
-    let Some(primary) = deployments.get_opt(&primary_name(target_name)).await? else {
-        let message = format!(
-            "primary Deployment {namespace}/{} is missing; initializing again",
-            primary_name(target_name)
-        );
+    let primary_name = primary_name(&target_ref.name);
+    let Some(primary) = Workload::get(&context.client, &namespace, target_ref.kind, &primary_name).await? else {
+        let message = format!("primary {kind} {namespace}/{primary_name} is missing; initializing again");
         problem(context, canary, Phase::Initializing, "PrimaryMissing", message).await?;
         return Ok(Requeue::await_change());
     };
-    let template = target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = target.template();
     let tracked = configs::observe(context, &namespace, &template).await?;
     let revision = revision(&template, &tracked.hashes());
 
@@ -74,21 +71,22 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
             return Ok(Requeue::await_change());
         }
     };
+    let status = adopt_foreign_status(
+        status,
+        &revision,
+        &primary,
+        &target,
+        &context.config.selector_labels,
+        &tracked,
+    );
+    let analysis = canary.spec.analysis().cloned().unwrap_or_default();
     let scope = Scope {
         context,
         canary,
         namespace,
-        analysis: canary.spec.analysis().cloned().unwrap_or_default(),
-        status: adopt_foreign_status(
-            status,
-            &revision,
-            &primary,
-            &target,
-            &context.config.selector_labels,
-            &tracked,
-        ),
+        status,
+        analysis,
         revision,
-        deployments,
         target,
         primary,
         tracked,
@@ -101,8 +99,12 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
         now,
         revision: &scope.revision,
         tracked_configs: &tracked_configs,
-        canary: readiness::deployment(&scope.target, scope.analysis.canary_ready_threshold(), deadline, now),
-        primary: readiness::deployment(&scope.primary, scope.analysis.primary_ready_threshold(), deadline, now),
+        canary: scope
+            .target
+            .readiness(scope.analysis.canary_ready_threshold(), deadline, now),
+        primary: scope
+            .primary
+            .readiness(scope.analysis.primary_ready_threshold(), deadline, now),
         provider,
     };
     let name = canary.name_any();
@@ -131,8 +133,8 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
 fn adopt_foreign_status(
     mut status: CanaryStatus,
     revision: &str,
-    primary: &Deployment,
-    target: &Deployment,
+    primary: &Workload,
+    target: &Workload,
     selector_labels: &[String],
     tracked: &Tracked,
 ) -> CanaryStatus {
@@ -140,13 +142,8 @@ fn adopt_foreign_status(
         .last_applied_spec
         .as_deref()
         .is_some_and(|hash| !is_serin_hash(hash));
-    let match_labels = target
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.clone())
-        .unwrap_or_default();
-    let same = selector_label(&match_labels, selector_labels)
-        .is_some_and(|label| same_template(primary, target, &label, &tracked.references()));
+    let same = selector_label(&target.match_labels(), selector_labels)
+        .is_some_and(|label| same_template(&primary.template(), &target.template(), &label, &tracked.references()));
     if foreign && same {
         status.last_applied_spec = Some(revision.to_string());
         status.last_promoted_spec = Some(revision.to_string());
@@ -156,41 +153,27 @@ fn adopt_foreign_status(
 
 async fn carry_out(scope: &Scope<'_>, router: &dyn Router, outcome: &Outcome) -> Result<(), Error> {
     let canary = scope.canary;
+    let client = &scope.context.client;
     for action in &outcome.actions {
         match action {
             Action::ScaleUpTarget => {
-                let replicas = scope.primary.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(1);
-                let current = scope.target.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-                if current == 0 {
-                    scale(&scope.deployments, &scope.target, replicas).await?;
-                }
+                let replicas = scope.primary.replicas().unwrap_or(1).max(1);
+                scope.target.scale_up(client, &scope.namespace, replicas).await?;
             }
-            Action::ScaleDownTarget => scale_to_zero(&scope.deployments, &scope.target).await?,
+            Action::ScaleDownTarget => scope.target.scale_down(client, &scope.namespace).await?,
             Action::Route(routes) => router.set_routes(canary, *routes).await?,
             Action::PromotePrimary => {
-                let match_labels = scope
-                    .target
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.selector.match_labels.clone())
-                    .unwrap_or_default();
-                let Some(label) = selector_label(&match_labels, &scope.context.config.selector_labels) else {
+                let Some(label) = selector_label(&scope.target.match_labels(), &scope.context.config.selector_labels)
+                else {
                     let message = format!(
-                        "Deployment {} lost its selector label; it cannot be promoted",
-                        scope.target.name_any()
+                        "{} {} lost its selector label; it cannot be promoted",
+                        scope.target.kind(),
+                        scope.target.name()
                     );
                     problem(scope.context, canary, Phase::Failed, "SelectorLabelMissing", message).await?;
                     return Ok(());
                 };
-                apply_primary(
-                    scope.context,
-                    canary,
-                    &scope.deployments,
-                    &scope.target,
-                    &label,
-                    &scope.tracked,
-                )
-                .await?;
+                apply_primary(scope.context, canary, &scope.target, &label, &scope.tracked).await?;
             }
             Action::PostRollout(phase) => post_rollout(scope, *phase).await,
         }

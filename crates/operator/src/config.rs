@@ -16,6 +16,8 @@ pub struct Config {
     pub metrics_server: String,
     /// `-enable-config-tracking`: ConfigMaps and Secrets of the target are part of its revision.
     pub config_tracking: bool,
+    /// `-event-webhook`: also sent every Event serin publishes.
+    pub event_webhook: Option<String>,
     /// Name this operator gives itself in Events and field managers.
     pub controller_name: String,
 }
@@ -29,6 +31,7 @@ impl Default for Config {
             mesh_provider: Provider::Kubernetes,
             metrics_server: "http://prometheus:9090".to_string(),
             config_tracking: true,
+            event_webhook: None,
             controller_name: "serin".to_string(),
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
@@ -34,6 +34,10 @@ pub struct Context {
 
 /// Runs the operator until the process is asked to stop (SIGTERM or Ctrl-C).
 pub async fn run(client: Client, config: Config) {
+    let daemon_sets = match &config.namespace {
+        Some(namespace) => Api::<DaemonSet>::namespaced(client.clone(), namespace),
+        None => Api::<DaemonSet>::all(client.clone()),
+    };
     let (canaries, deployments) = match &config.namespace {
         Some(namespace) => (
             Api::<Canary>::namespaced(client.clone(), namespace),
@@ -74,12 +78,18 @@ pub async fn run(client: Client, config: Config) {
     };
     let controller = Controller::new(canaries, watcher::Config::default().any_semantic());
     let store = controller.store();
-    let (by_target, by_config_map, by_secret) = (store.clone(), store.clone(), store);
-    let mut controller = controller.watches(
-        deployments,
-        watcher::Config::default().any_semantic(),
-        move |deployment| canaries_of(&by_target, &deployment),
-    );
+    let (by_target, by_daemon_set, by_config_map, by_secret) = (store.clone(), store.clone(), store.clone(), store);
+    let mut controller = controller
+        .watches(
+            deployments,
+            watcher::Config::default().any_semantic(),
+            move |deployment| canaries_of(&by_target, &deployment),
+        )
+        .watches(
+            daemon_sets,
+            watcher::Config::default().any_semantic(),
+            move |daemon_set| canaries_of(&by_daemon_set, &daemon_set),
+        );
     if context.config.config_tracking {
         // Only metadata: a change of a ConfigMap or Secret re-checks the Canaries of its
         // namespace, which read the data they use themselves.
@@ -110,10 +120,10 @@ fn canaries_in(store: &Store<Canary>, namespace: Option<String>) -> Vec<ObjectRe
         .collect()
 }
 
-/// The Canaries that target a Deployment or own it as their primary.
-fn canaries_of(store: &Store<Canary>, deployment: &Deployment) -> Vec<ObjectRef<Canary>> {
-    let namespace = deployment.namespace();
-    let name = deployment.name_any();
+/// The Canaries that target a workload (Deployment or DaemonSet) or own it as their primary.
+fn canaries_of<K: ResourceExt>(store: &Store<Canary>, workload: &K) -> Vec<ObjectRef<Canary>> {
+    let namespace = workload.namespace();
+    let name = workload.name_any();
     store
         .state()
         .iter()

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -15,7 +14,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use serin_api::{Canary, Phase};
 use serin_core::naming::{primary_name, selector_label};
-use serin_core::readiness::{self, Readiness};
+use serin_core::readiness::Readiness;
 use serin_core::services::{ServiceInputs, reverted_apex};
 use serin_core::status;
 
@@ -24,7 +23,7 @@ use crate::apply::apply;
 use crate::controller::Context;
 use crate::report::{Note, report};
 use crate::router;
-use crate::workload::deployment::scale;
+use crate::workload::Workload;
 
 pub const FINALIZER: &str = "finalizer.flagger.app";
 const RECHECK: Duration = Duration::from_secs(2);
@@ -63,23 +62,16 @@ pub async fn revert(canary: &Canary, context: &Context) -> Result<Action, Error>
     let name = canary.name_any();
     let current = canary.status.clone().unwrap_or_default();
     let now = Timestamp::now();
-    let deployments = Api::<Deployment>::namespaced(context.client.clone(), &namespace);
-    let target_name = &canary.spec.target_ref.name;
+    let target_ref = &canary.spec.target_ref;
+    let target_name = &target_ref.name;
 
-    if let Some(target) = deployments.get_opt(target_name).await? {
-        let primary = deployments.get_opt(&primary_name(target_name)).await?;
-        let replicas = primary.and_then(|p| p.spec?.replicas).unwrap_or(1).max(1);
-        if target.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) == 0 {
-            scale(&deployments, &target, replicas).await?;
-        }
-        let match_labels = target
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.match_labels.clone())
-            .unwrap_or_default();
-        if let Some(label) = selector_label(&match_labels, &context.config.selector_labels) {
+    if let Some(target) = Workload::get(&context.client, &namespace, target_ref.kind, target_name).await? {
+        let primary = Workload::get(&context.client, &namespace, target_ref.kind, &primary_name(target_name)).await?;
+        let replicas = primary.and_then(|p| p.replicas()).unwrap_or(1).max(1);
+        target.scale_up(&context.client, &namespace, replicas).await?;
+        if let Some(label) = selector_label(&target.match_labels(), &context.config.selector_labels) {
             let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
-            let template = target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+            let template = target.template();
             let inputs = ServiceInputs {
                 spec: &canary.spec,
                 namespace: &namespace,
@@ -97,11 +89,11 @@ pub async fn revert(canary: &Canary, context: &Context) -> Result<Action, Error>
         if let Ok(router) = router::for_provider(provider, &context.client) {
             router.revert(canary).await?;
         }
-        let fresh = deployments.get(target_name).await?;
+        let fresh = Workload::get(&context.client, &namespace, target_ref.kind, target_name)
+            .await?
+            .unwrap_or(target);
         let threshold = canary.spec.analysis().map_or(100, |a| a.canary_ready_threshold());
-        if let Readiness::Waiting(why) =
-            readiness::deployment(&fresh, threshold, canary.spec.progress_deadline_seconds(), now)
-        {
+        if let Readiness::Waiting(why) = fresh.readiness(threshold, canary.spec.progress_deadline_seconds(), now) {
             let next = status::transition(
                 &current,
                 Phase::Terminating,

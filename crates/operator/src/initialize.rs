@@ -1,10 +1,9 @@
-//! Initialization of a new Canary: the primary copy of the target, the three Services, and the
-//! target scaled to zero once the primary serves. Every step is idempotent and re-derived from
-//! the cluster, so an interrupted initialization simply continues.
+//! Initialization of a new Canary: the primary copy of the target, the three Services, the
+//! routes, and the target scaled to zero once the primary serves. Every step is idempotent and
+//! re-derived from the cluster, so an interrupted initialization simply continues.
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
@@ -15,7 +14,7 @@ use serin_api::canary::defaults::READY_THRESHOLD_PERCENT;
 use serin_api::{Canary, Phase};
 use serin_core::analysis::Routes;
 use serin_core::naming::selector_label;
-use serin_core::readiness::{self, Readiness};
+use serin_core::readiness::Readiness;
 use serin_core::revision::revision;
 use serin_core::services::{ServiceInputs, services};
 use serin_core::status;
@@ -25,8 +24,8 @@ use crate::apply::apply;
 use crate::controller::Context;
 use crate::report::{Note, problem, report};
 use crate::router;
+use crate::workload::Workload;
 use crate::workload::configs;
-use crate::workload::deployment::scale_to_zero;
 use crate::workload::primary::apply_primary;
 
 /// Re-checks a primary that is still rolling out even if no watch event arrives.
@@ -39,12 +38,17 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
     let now = Timestamp::now();
     let target_ref = &canary.spec.target_ref;
 
-    if target_ref.kind != TargetKind::Deployment {
-        let message = format!(
-            "targetRef.kind {:?} is not supported by this serin version; target a Deployment",
-            target_ref.kind
-        );
-        problem(context, canary, Phase::Initializing, "UnsupportedTarget", message).await?;
+    if target_ref.kind == TargetKind::Service {
+        let message =
+            "targetRef.kind Service is not supported by this serin version; target a Deployment or a DaemonSet";
+        problem(
+            context,
+            canary,
+            Phase::Initializing,
+            "UnsupportedTarget",
+            message.to_string(),
+        )
+        .await?;
         return Ok(Action::await_change());
     }
 
@@ -57,24 +61,19 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
         }
     };
 
-    let deployments = Api::<Deployment>::namespaced(context.client.clone(), &namespace);
-    let Some(target) = deployments.get_opt(&target_ref.name).await? else {
+    let kind = format!("{:?}", target_ref.kind);
+    let Some(target) = Workload::get(&context.client, &namespace, target_ref.kind, &target_ref.name).await? else {
         let message = format!(
-            "target Deployment {namespace}/{} not found: create it or fix spec.targetRef.name",
+            "target {kind} {namespace}/{} not found: create it or fix spec.targetRef.name",
             target_ref.name
         );
         problem(context, canary, Phase::Initializing, "TargetNotFound", message).await?;
         return Ok(Action::await_change());
     };
 
-    let match_labels = target
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.clone())
-        .unwrap_or_default();
-    let Some(label) = selector_label(&match_labels, &context.config.selector_labels) else {
+    let Some(label) = selector_label(&target.match_labels(), &context.config.selector_labels) else {
         let message = format!(
-            "Deployment {namespace}/{} has none of the labels {} in spec.selector.matchLabels: add one, or list yours with -selector-labels",
+            "{kind} {namespace}/{} has none of the labels {} in spec.selector.matchLabels: add one, or list yours with -selector-labels",
             target_ref.name,
             context.config.selector_labels.join(", ")
         );
@@ -83,18 +82,19 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
     };
 
     let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
-    let template = target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = target.template();
     let tracked = configs::observe(context, &namespace, &template).await?;
-    let primary = apply_primary(context, canary, &deployments, &target, &label, &tracked).await?;
+    let primary = apply_primary(context, canary, &target, &label, &tracked).await?;
 
     let service_api = Api::<Service>::namespaced(context.client.clone(), &namespace);
-    for service in services(&ServiceInputs {
+    let inputs = ServiceInputs {
         spec: &canary.spec,
         namespace: &namespace,
         label: &label,
         owner,
         template: &template,
-    }) {
+    };
+    for service in services(&inputs) {
         apply(&service_api, &service).await?;
     }
     router.set_routes(canary, Routes::all_to_primary()).await?;
@@ -103,7 +103,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
         .spec
         .analysis()
         .map_or(READY_THRESHOLD_PERCENT, |a| a.primary_ready_threshold());
-    match readiness::deployment(&primary, threshold, canary.spec.progress_deadline_seconds(), now) {
+    match primary.readiness(threshold, canary.spec.progress_deadline_seconds(), now) {
         Readiness::Ready => {}
         Readiness::Waiting(message) => {
             let next = status::transition(&current, Phase::Initializing, &message, now);
@@ -122,15 +122,10 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
         }
     }
 
-    scale_to_zero(&deployments, &target).await?;
+    target.scale_down(&context.client, &namespace).await?;
     let revision = revision(&template, &tracked.hashes());
-    let next = status::initialized(
-        &current,
-        &revision,
-        &tracked.status(),
-        "Deployment initialization completed.",
-        now,
-    );
+    let message = format!("{kind} initialization completed.");
+    let next = status::initialized(&current, &revision, &tracked.status(), &message, now);
     let note = Note {
         type_: EventType::Normal,
         reason: "Initialized",

@@ -5,8 +5,11 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
+use serin_api::canary::{CanaryWebhook, HookType};
 use serin_api::{Canary, CanaryStatus, Phase};
 use serin_core::status;
+
+use crate::hooks::{self, Payload};
 
 use crate::Error;
 use crate::controller::Context;
@@ -78,7 +81,7 @@ pub async fn publish(context: &Context, canary: &Canary, note: Note<'_>) {
     let event = Event {
         type_: note.type_,
         reason: note.reason.to_string(),
-        note: Some(note.message),
+        note: Some(note.message.clone()),
         action: "Reconcile".to_string(),
         secondary: None,
     };
@@ -88,4 +91,57 @@ pub async fn publish(context: &Context, canary: &Canary, note: Note<'_>) {
     if let Err(error) = recorder.publish(&event, &canary.object_ref(&())).await {
         tracing::warn!(%error, "could not publish event");
     }
+    if let Some(message) = event.note {
+        notify_event_hooks(context, canary, note.type_, message);
+    }
+}
+
+/// Sends the Event to the Canary's `event` webhooks and to `-event-webhook`, in the background
+/// so that a slow receiver never holds up a rollout; failures are only logged.
+fn notify_event_hooks(context: &Context, canary: &Canary, type_: EventType, message: String) {
+    let mut hooks: Vec<CanaryWebhook> = canary
+        .spec
+        .analysis()
+        .and_then(|a| a.webhooks.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|hook| hook.kind() == HookType::Event)
+        .collect();
+    if let Some(url) = &context.config.event_webhook {
+        hooks.push(CanaryWebhook {
+            name: "event-webhook".into(),
+            url: url.clone(),
+            ..Default::default()
+        });
+    }
+    if hooks.is_empty() {
+        return;
+    }
+    let http = context.http.clone();
+    let name = canary.name_any();
+    let namespace = canary.namespace().unwrap_or_default();
+    let status = canary.status.clone().unwrap_or_default();
+    let event_type = match type_ {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
+    };
+    let timestamp = Timestamp::now().as_millisecond().to_string();
+    tokio::spawn(async move {
+        for hook in hooks {
+            let mut metadata = hook.metadata.clone().unwrap_or_default();
+            metadata.insert("eventMessage".into(), message.clone());
+            metadata.insert("eventType".into(), event_type.into());
+            metadata.insert("timestamp".into(), timestamp.clone());
+            let payload = Payload {
+                name: &name,
+                namespace: &namespace,
+                phase: status.phase.unwrap_or_default().as_str(),
+                checksum: status.last_applied_spec.as_deref().unwrap_or_default(),
+                metadata,
+            };
+            if let Err(error) = hooks::call(&http, &hook, &payload).await {
+                tracing::warn!(%error, "event webhook failed");
+            }
+        }
+    });
 }

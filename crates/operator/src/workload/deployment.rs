@@ -24,7 +24,3 @@ pub async fn scale(api: &Api<Deployment>, deployment: &Deployment, replicas: i32
     .await?;
     Ok(())
 }
-
-pub async fn scale_to_zero(api: &Api<Deployment>, deployment: &Deployment) -> Result<(), Error> {
-    scale(api, deployment, 0).await
-}

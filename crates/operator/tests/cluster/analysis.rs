@@ -356,3 +356,47 @@ pub async fn ab_testing_sends_matching_requests_to_the_canary(cluster: Arc<Clust
     )
     .await
 }
+
+pub async fn event_webhooks_receive_every_event(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("events").await?;
+    let name = "chatty";
+    cluster.traffic.set(&namespace, name, Behaviour::healthy());
+    let analysis = json!({
+        "interval": "2s", "threshold": 1, "iterations": 1,
+        "webhooks": [hook(&cluster, &namespace, "event")]
+    });
+    release(&cluster, &namespace, name, 1, "kubernetes", analysis).await?;
+    set_image(&cluster, &namespace, name, "chatty:2").await?;
+    wait_for_phase(&cluster, &namespace, name, Phase::Succeeded).await?;
+    let received = serin_testenv::wait_for(Duration::from_secs(10), "the completion event", || async {
+        let calls = cluster.hooks.calls_to(&format!("/{namespace}/event"));
+        calls
+            .iter()
+            .any(|c| {
+                c.body["metadata"]["eventMessage"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("promotion completed"))
+            })
+            .then_some(calls)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    for call in &received {
+        let metadata = &call.body["metadata"];
+        ensure(
+            call.body["name"] == json!(name)
+                && metadata["eventType"]
+                    .as_str()
+                    .is_some_and(|t| t == "Normal" || t == "Warning")
+                && metadata["timestamp"]
+                    .as_str()
+                    .is_some_and(|t| t.parse::<i64>().is_ok_and(|ms| ms > 1_700_000_000_000)),
+            format!("event payload {}", call.body),
+        )?;
+    }
+    let flag = cluster.hooks.calls_to("/event-webhook-flag");
+    ensure(
+        flag.iter().any(|c| c.body["namespace"] == json!(namespace)),
+        "-event-webhook received this Canary's events too",
+    )
+}

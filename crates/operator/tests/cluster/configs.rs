@@ -14,7 +14,8 @@ use serin_api::Phase;
 use serin_testenv::fixtures::deployment;
 
 use crate::support::{
-    Cluster, create_canary, create_deployment, ensure, merge_patch, status_of, trace_until, wait_for_phase,
+    Cluster, canary_manifest, create_canary, create_deployment, ensure, merge_patch, status_of, trace_until,
+    wait_for_phase,
 };
 
 async fn create<K>(api: &Api<K>, object: serde_json::Value) -> Result<(), Failed>
@@ -66,15 +67,11 @@ pub async fn a_config_change_is_a_new_revision_copied_to_the_primary(cluster: Ar
     create_canary(
         &cluster,
         &namespace,
-        json!({
-            "metadata": { "name": name },
-            "spec": {
-                "provider": "kubernetes",
-                "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
-                "service": { "port": 9898 },
-                "analysis": { "interval": "2s", "threshold": 1, "iterations": 1 }
-            }
-        }),
+        canary_manifest(
+            name,
+            "Deployment",
+            json!({ "interval": "2s", "threshold": 1, "iterations": 1 }),
+        ),
     )
     .await?;
     let canary = wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;

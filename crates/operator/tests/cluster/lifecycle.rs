@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
@@ -14,28 +14,23 @@ use serin_testenv::fixtures::deployment;
 use serin_testenv::wait_for;
 
 use crate::support::{
-    Cluster, TIMEOUT, create_canary, create_deployment, ensure, merge_patch, replicas_of, set_image, wait_for_event,
-    wait_for_message, wait_for_phase,
+    Cluster, TIMEOUT, canary_manifest, create_canary, create_deployment, ensure, merge_patch, replicas_of, set_image,
+    trace_until, wait_for_event, wait_for_message, wait_for_phase,
 };
 
 pub async fn revert_on_deletion_gives_the_target_back(cluster: Arc<Cluster>) -> Result<(), Failed> {
     let namespace = cluster.namespace("revert").await?;
     let name = "keep";
     create_deployment(&cluster, &namespace, &deployment(name, &[("app", name)], 2)).await?;
-    create_canary(
-        &cluster,
-        &namespace,
-        json!({
-            "metadata": { "name": name },
-            "spec": {
-                "provider": "kubernetes",
-                "revertOnDeletion": true,
-                "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
-                "service": { "port": 9898 },
-                "analysis": { "interval": "2s", "threshold": 1, "iterations": 1 }
-            }
-        }),
-    )
+    create_canary(&cluster, &namespace, {
+        let mut manifest = canary_manifest(
+            name,
+            "Deployment",
+            json!({ "interval": "2s", "threshold": 1, "iterations": 1 }),
+        );
+        manifest["spec"]["revertOnDeletion"] = json!(true);
+        manifest
+    })
     .await?;
     wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
     let canaries = Api::<Canary>::namespaced(cluster.client(), &namespace);
@@ -174,4 +169,85 @@ pub async fn a_missing_autoscaler_is_reported(cluster: Arc<Cluster>) -> Result<(
     wait_for_message(&cluster, &namespace, name, &expected).await?;
     wait_for_event(&cluster, &namespace, name, "AutoscalerNotFound").await?;
     Ok(())
+}
+
+pub async fn a_daemon_set_is_rolled_out_like_a_deployment(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("daemonset").await?;
+    let name = "agent";
+    let daemon_sets = Api::<DaemonSet>::namespaced(cluster.client(), &namespace);
+    let target: DaemonSet = serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": { "app": name } },
+        "spec": {
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{ "name": "app", "image": "agent:1" }] }
+            }
+        }
+    }))?;
+    daemon_sets
+        .create(&PostParams::default(), &target)
+        .await
+        .map_err(|e| e.to_string())?;
+    create_canary(
+        &cluster,
+        &namespace,
+        canary_manifest(
+            name,
+            "DaemonSet",
+            json!({ "interval": "2s", "threshold": 1, "iterations": 1 }),
+        ),
+    )
+    .await?;
+    wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
+    let scheduled = |ds: DaemonSet| {
+        ds.status
+            .map(|s| (s.desired_number_scheduled, s.number_available.unwrap_or(0)))
+    };
+    let primary = daemon_sets
+        .get("agent-primary")
+        .await
+        .map_err(|e| format!("primary DaemonSet: {e}"))?;
+    ensure(scheduled(primary) == Some((3, 3)), "the primary runs on the 3 nodes")?;
+    let parked = wait_for(TIMEOUT, "the target to run on no node", || {
+        let daemon_sets = daemon_sets.clone();
+        async move { (daemon_sets.get(name).await.ok()?.status?.desired_number_scheduled == 0).then_some(()) }
+    })
+    .await;
+    parked.map_err(|e| e.to_string())?;
+
+    let patch =
+        json!({ "spec": { "template": { "spec": { "containers": [{ "name": "app", "image": "agent:2" }] } } } });
+    daemon_sets
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(&patch),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let trace = trace_until(&cluster, &namespace, name, Phase::Succeeded, TIMEOUT).await?;
+    ensure(
+        trace.iter().any(|s| s.phase == Phase::Progressing && s.iterations == 1),
+        format!("analysed: {trace:?}"),
+    )?;
+    let primary = daemon_sets.get("agent-primary").await.map_err(|e| e.to_string())?;
+    let image = primary
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers[0].image.clone());
+    ensure(
+        image.as_deref() == Some("agent:2"),
+        format!("the primary runs {image:?}"),
+    )?;
+    let target = daemon_sets.get(name).await.map_err(|e| e.to_string())?;
+    let selector = target
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.node_selector)
+        .unwrap_or_default();
+    ensure(
+        selector.get("flagger.app/scale-to-zero").map(String::as_str) == Some("true"),
+        "the target is parked again",
+    )
 }

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         analysis::failed_checks_roll_back_after_the_threshold,
         analysis::progressive_canary_on_gateway_api_steps_through_weights,
         analysis::ab_testing_sends_matching_requests_to_the_canary,
+        analysis::event_webhooks_receive_every_event,
         gates::confirm_gates_hold_then_release,
         gates::a_rollback_webhook_rolls_back,
         gates::a_new_revision_mid_analysis_restarts_it,
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         lifecycle::revert_on_deletion_gives_the_target_back,
         lifecycle::an_hpa_is_copied_for_the_primary_and_kept_in_sync,
         lifecycle::a_missing_autoscaler_is_reported,
+        lifecycle::a_daemon_set_is_rolled_out_like_a_deployment,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -43,6 +43,7 @@ pub async fn start_cluster(options: Options) -> Result<Cluster, serin_testenv::E
     let hooks = WebhookReceiver::start().await?;
     let config = serin_operator::Config {
         metrics_server: prometheus.url().to_string(),
+        event_webhook: Some(format!("{}/event-webhook-flag", hooks.url())),
         ..Default::default()
     };
     tokio::spawn(serin_operator::run(env.client(), config));
@@ -248,4 +249,17 @@ pub async fn status_of(env: &TestEnv, namespace: &str, name: &str) -> Result<ser
         .await
         .map_err(|e| format!("get canary {name}: {e}"))?;
     Ok(canary.status.unwrap_or_default())
+}
+
+/// A Canary on the kubernetes provider for the workload `name` of `kind`.
+pub fn canary_manifest(name: &str, kind: &str, analysis: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": { "name": name },
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": { "apiVersion": "apps/v1", "kind": kind, "name": name },
+            "service": { "port": 9898 },
+            "analysis": analysis,
+        }
+    })
 }
