@@ -22,6 +22,7 @@ use crate::metrics::{self, MetricContext};
 use crate::report::{Note, problem, publish, write_status};
 use crate::router::{self, Router};
 use crate::workload::Workload;
+use crate::workload::autoscaler::pause_target_scaler;
 use crate::workload::configs::{self, Tracked};
 use crate::workload::primary::apply_primary;
 
@@ -158,9 +159,13 @@ async fn carry_out(scope: &Scope<'_>, router: &dyn Router, outcome: &Outcome) ->
         match action {
             Action::ScaleUpTarget => {
                 let replicas = scope.primary.replicas().unwrap_or(1).max(1);
+                pause_target_scaler(scope.context, canary, &scope.namespace, false).await?;
                 scope.target.scale_up(client, &scope.namespace, replicas).await?;
             }
-            Action::ScaleDownTarget => scope.target.scale_down(client, &scope.namespace).await?,
+            Action::ScaleDownTarget => {
+                scope.target.scale_down(client, &scope.namespace).await?;
+                pause_target_scaler(scope.context, canary, &scope.namespace, true).await?;
+            }
             Action::Route(routes) => router.set_routes(canary, *routes).await?,
             Action::PromotePrimary => {
                 let Some(label) = selector_label(&scope.target.match_labels(), &scope.context.config.selector_labels)

@@ -13,12 +13,12 @@ pub enum Error {
     UnsupportedProvider(Provider),
     #[error("could not build an object: {0}")]
     Serialize(serde_json::Error),
-    #[error(
-        "autoscalerRef names HorizontalPodAutoscaler {namespace}/{name}, which does not exist: create it or fix spec.autoscalerRef"
-    )]
-    AutoscalerNotFound { namespace: String, name: String },
-    #[error("autoscalerRef kind {0} is not supported by this serin version; use HorizontalPodAutoscaler")]
-    UnsupportedAutoscaler(String),
+    #[error("autoscalerRef names {kind} {namespace}/{name}, which does not exist: create it or fix spec.autoscalerRef")]
+    AutoscalerNotFound {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
 }
 
 impl Error {
@@ -30,15 +30,11 @@ impl Error {
             Error::UnsupportedProvider(_) => "UnsupportedProvider",
             Error::Serialize(_) => "InvalidObject",
             Error::AutoscalerNotFound { .. } => "AutoscalerNotFound",
-            Error::UnsupportedAutoscaler(_) => "UnsupportedAutoscaler",
         }
     }
 
     /// Errors the user must fix in their manifests: reported in the status and an Event.
     pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
-            Error::UnsupportedProvider(_) | Error::AutoscalerNotFound { .. } | Error::UnsupportedAutoscaler(_)
-        )
+        matches!(self, Error::UnsupportedProvider(_) | Error::AutoscalerNotFound { .. })
     }
 }

@@ -24,6 +24,7 @@ use crate::controller::Context;
 use crate::report::{Note, report};
 use crate::router;
 use crate::workload::Workload;
+use crate::workload::autoscaler::pause_target_scaler;
 
 pub const FINALIZER: &str = "finalizer.flagger.app";
 const RECHECK: Duration = Duration::from_secs(2);
@@ -68,6 +69,7 @@ pub async fn revert(canary: &Canary, context: &Context) -> Result<Action, Error>
     if let Some(target) = Workload::get(&context.client, &namespace, target_ref.kind, target_name).await? {
         let primary = Workload::get(&context.client, &namespace, target_ref.kind, &primary_name(target_name)).await?;
         let replicas = primary.and_then(|p| p.replicas()).unwrap_or(1).max(1);
+        pause_target_scaler(context, canary, &namespace, false).await?;
         target.scale_up(&context.client, &namespace, replicas).await?;
         if let Some(label) = selector_label(&target.match_labels(), &context.config.selector_labels) {
             let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;

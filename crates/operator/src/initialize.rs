@@ -25,6 +25,7 @@ use crate::controller::Context;
 use crate::report::{Note, problem, report};
 use crate::router;
 use crate::workload::Workload;
+use crate::workload::autoscaler::pause_target_scaler;
 use crate::workload::configs;
 use crate::workload::primary::apply_primary;
 
@@ -123,6 +124,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
     }
 
     target.scale_down(&context.client, &namespace).await?;
+    pause_target_scaler(context, canary, &namespace, true).await?;
     let revision = revision(&template, &tracked.hashes());
     let message = format!("{kind} initialization completed.");
     let next = status::initialized(&current, &revision, &tracked.status(), &message, now);

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
-use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::{Api, ResourceExt};
 use libtest_mimic::Failed;
 use serde_json::json;
 use serin_api::{Canary, Phase};
@@ -249,5 +249,90 @@ pub async fn a_daemon_set_is_rolled_out_like_a_deployment(cluster: Arc<Cluster>)
     ensure(
         selector.get("flagger.app/scale-to-zero").map(String::as_str) == Some("true"),
         "the target is parked again",
+    )
+}
+
+fn scaled_objects(cluster: &Cluster, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");
+    Api::namespaced_with(
+        cluster.client(),
+        namespace,
+        &ApiResource::from_gvk_with_plural(&gvk, "scaledobjects"),
+    )
+}
+
+async fn paused(cluster: &Cluster, namespace: &str, name: &str) -> Result<bool, Failed> {
+    let scaled_object = scaled_objects(cluster, namespace)
+        .get(name)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(scaled_object
+        .annotations()
+        .get("autoscaling.keda.sh/paused-replicas")
+        .map(String::as_str)
+        == Some("0"))
+}
+
+pub async fn a_keda_scaled_object_is_copied_and_the_targets_is_paused_between_rollouts(
+    cluster: Arc<Cluster>,
+) -> Result<(), Failed> {
+    let namespace = cluster.namespace("keda").await?;
+    let name = "worker";
+    create_deployment(&cluster, &namespace, &deployment(name, &[("app", name)], 1)).await?;
+    let scaled_object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": { "name": "worker-so", "namespace": namespace },
+        "spec": {
+            "scaleTargetRef": { "name": name },
+            "minReplicaCount": 1,
+            "triggers": [{ "type": "prometheus", "name": "queue", "metadata": { "serverAddress": "http://prometheus:9090", "query": "sum(queue{app=\"worker\"})", "threshold": "5" } }]
+        }
+    }))?;
+    scaled_objects(&cluster, &namespace)
+        .create(&PostParams::default(), &scaled_object)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut manifest = canary_manifest(
+        name,
+        "Deployment",
+        json!({ "interval": "2s", "threshold": 1, "iterations": 1 }),
+    );
+    manifest["spec"]["autoscalerRef"] = json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "worker-so",
+        "primaryScalerQueries": { "queue": "sum(queue{app=\"worker-primary\"})" }
+    });
+    create_canary(&cluster, &namespace, manifest).await?;
+    wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
+
+    let primary = scaled_objects(&cluster, &namespace)
+        .get("worker-so-primary")
+        .await
+        .map_err(|e| format!("primary ScaledObject: {e}"))?;
+    ensure(
+        primary.data["spec"]["scaleTargetRef"]["name"] == json!("worker-primary"),
+        format!("{}", primary.data["spec"]),
+    )?;
+    ensure(
+        primary.data["spec"]["triggers"][0]["metadata"]["query"] == json!("sum(queue{app=\"worker-primary\"})"),
+        "the primary's trigger runs primaryScalerQueries",
+    )?;
+    ensure(
+        paused(&cluster, &namespace, "worker-so").await?,
+        "the target's ScaledObject is paused while the target is at 0",
+    )?;
+
+    set_image(&cluster, &namespace, name, "worker:2").await?;
+    let resumed = wait_for(
+        TIMEOUT,
+        "the target's ScaledObject to resume during the analysis",
+        || async { (!paused(&cluster, &namespace, "worker-so").await.ok()?).then_some(()) },
+    )
+    .await;
+    resumed.map_err(|e| e.to_string())?;
+    wait_for_phase(&cluster, &namespace, name, Phase::Succeeded).await?;
+    ensure(
+        paused(&cluster, &namespace, "worker-so").await?,
+        "paused again after the promotion",
     )
 }

@@ -7,6 +7,7 @@ mod configs;
 mod gates;
 mod initialization;
 mod lifecycle;
+mod robustness;
 mod support;
 mod validation;
 
@@ -51,6 +52,10 @@ fn main() -> ExitCode {
         lifecycle::an_hpa_is_copied_for_the_primary_and_kept_in_sync,
         lifecycle::a_missing_autoscaler_is_reported,
         lifecycle::a_daemon_set_is_rolled_out_like_a_deployment,
+        lifecycle::a_keda_scaled_object_is_copied_and_the_targets_is_paused_between_rollouts,
+        robustness::broken_checks_are_reported_with_their_reason,
+        robustness::a_target_deleted_mid_rollout_is_reported,
+        robustness::a_status_written_by_flagger_starts_no_rollout,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -37,6 +37,7 @@ pub async fn start_cluster(options: Options) -> Result<Cluster, serin_testenv::E
     let env = TestEnv::start(options).await?;
     env.install_crds().await?;
     env.install_upstream_crds("gateway-api").await?;
+    env.install_upstream_crds("keda").await?;
     let traffic = TrafficSource::start().await?;
     let target = traffic.scrape_target();
     let prometheus = Prometheus::start(&[target], Duration::from_secs(1)).await?;
