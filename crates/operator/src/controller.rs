@@ -1,7 +1,8 @@
 //! The watch loop: Canaries, and the Deployments they target or own, through shared caches.
 //! A change to either reconciles the Canaries concerned at once; nothing polls.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -20,6 +21,9 @@ use tracing::Instrument;
 use crate::http::HttpClients;
 use crate::{Config, Error, analyse, finalize, initialize, report};
 
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
 /// A Canary with a mistake in it is looked at again after this, in case the fix is elsewhere
 /// (e.g. a missing autoscaler being created).
 const USER_ERROR_RECHECK: Duration = Duration::from_secs(30);
@@ -30,24 +34,20 @@ pub struct Context {
     /// Who publishes serin's Events.
     pub reporter: Reporter,
     pub http: HttpClients,
+    /// Consecutive failed reconciles per Canary, for the retry backoff.
+    pub failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
 }
 
 /// Runs the operator until the process is asked to stop (SIGTERM or Ctrl-C).
 pub async fn run(client: Client, config: Config) {
-    let daemon_sets = match &config.namespace {
-        Some(namespace) => Api::<DaemonSet>::namespaced(client.clone(), namespace),
-        None => Api::<DaemonSet>::all(client.clone()),
-    };
-    let (canaries, deployments) = match &config.namespace {
-        Some(namespace) => (
-            Api::<Canary>::namespaced(client.clone(), namespace),
-            Api::<Deployment>::namespaced(client.clone(), namespace),
-        ),
-        None => (
-            Api::<Canary>::all(client.clone()),
-            Api::<Deployment>::all(client.clone()),
-        ),
-    };
+    let namespace = config.namespace.clone();
+    let canaries: Api<Canary> = scoped(&client, &namespace);
+    // Only metadata for the workloads and configs: a change of any of them re-checks the
+    // Canaries concerned, which read what they use themselves. This keeps the caches small.
+    let deployments: Api<PartialObjectMeta<Deployment>> = scoped(&client, &namespace);
+    let daemon_sets: Api<PartialObjectMeta<DaemonSet>> = scoped(&client, &namespace);
+    let config_maps: Api<PartialObjectMeta<ConfigMap>> = scoped(&client, &namespace);
+    let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, &namespace);
     let reporter = Reporter {
         controller: config.controller_name.clone(),
         instance: std::env::var("POD_NAME").ok(),
@@ -64,18 +64,9 @@ pub async fn run(client: Client, config: Config) {
         client,
         config,
         http,
+        failures: Mutex::default(),
     });
 
-    let (config_maps, secrets) = match &context.config.namespace {
-        Some(namespace) => (
-            Api::<PartialObjectMeta<ConfigMap>>::namespaced(context.client.clone(), namespace),
-            Api::<PartialObjectMeta<Secret>>::namespaced(context.client.clone(), namespace),
-        ),
-        None => (
-            Api::<PartialObjectMeta<ConfigMap>>::all(context.client.clone()),
-            Api::<PartialObjectMeta<Secret>>::all(context.client.clone()),
-        ),
-    };
     let controller = Controller::new(canaries, watcher::Config::default().any_semantic());
     let store = controller.store();
     let (by_target, by_daemon_set, by_config_map, by_secret) = (store.clone(), store.clone(), store.clone(), store);
@@ -91,8 +82,6 @@ pub async fn run(client: Client, config: Config) {
             move |daemon_set| canaries_of(&by_daemon_set, &daemon_set),
         );
     if context.config.config_tracking {
-        // Only metadata: a change of a ConfigMap or Secret re-checks the Canaries of its
-        // namespace, which read the data they use themselves.
         let config = watcher::Config::default().any_semantic();
         controller = controller
             .watches(config_maps, config.clone(), move |c| {
@@ -120,6 +109,17 @@ fn canaries_in(store: &Store<Canary>, namespace: Option<String>) -> Vec<ObjectRe
         .collect()
 }
 
+/// An Api over `K` in the watched namespace, or in all namespaces.
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// The Canaries that target a workload (Deployment or DaemonSet) or own it as their primary.
 fn canaries_of<K: ResourceExt>(store: &Store<Canary>, workload: &K) -> Vec<ObjectRef<Canary>> {
     let namespace = workload.namespace();
@@ -138,20 +138,30 @@ fn canaries_of<K: ResourceExt>(store: &Store<Canary>, workload: &K) -> Vec<Objec
 
 async fn reconcile(canary: Arc<Canary>, context: Arc<Context>) -> Result<Action, Error> {
     let span = tracing::info_span!("canary", canary = %format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any()));
-    async move {
+    let result = reconcile_canary(&canary, &context).instrument(span).await;
+    if result.is_ok()
+        && let Ok(mut failures) = context.failures.lock()
+    {
+        failures.remove(&ObjectRef::from_obj(canary.as_ref()));
+    }
+    result
+}
+
+async fn reconcile_canary(canary: &Canary, context: &Context) -> Result<Action, Error> {
+    {
         if canary.metadata.deletion_timestamp.is_some() {
-            if finalize::has_finalizer(&canary) {
-                return finalize::revert(&canary, &context).await;
+            if finalize::has_finalizer(canary) {
+                return finalize::revert(canary, context).await;
             }
             return Ok(Action::await_change());
         }
-        if finalize::sync_finalizer(&canary, &context).await? {
+        if finalize::sync_finalizer(canary, context).await? {
             return Ok(Action::await_change());
         }
         let phase = canary.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
         let result = match phase {
-            Phase::Unset | Phase::Initializing => initialize::run(&canary, &context).await,
-            _ => analyse::run(&canary, &context).await,
+            Phase::Unset | Phase::Initializing => initialize::run(canary, context).await,
+            _ => analyse::run(canary, context).await,
         };
         match result {
             Err(error) if error.is_user_error() => {
@@ -160,22 +170,34 @@ async fn reconcile(canary: Arc<Canary>, context: Arc<Context>) -> Result<Action,
                 } else {
                     phase
                 };
-                report::problem(&context, &canary, phase, error.reason(), error.to_string()).await?;
+                report::problem(context, canary, phase, error.reason(), error.to_string()).await?;
                 Ok(Action::requeue(USER_ERROR_RECHECK))
             }
             other => other,
         }
     }
-    .instrument(span)
-    .await
 }
 
-fn error_policy(canary: Arc<Canary>, error: &Error, _context: Arc<Context>) -> Action {
+/// Retries a failed reconcile after 1 s, doubling per consecutive failure up to 5 min, so a
+/// transient API error is retried at once and a persistent one does not hammer the API server.
+fn error_policy(canary: Arc<Canary>, error: &Error, context: Arc<Context>) -> Action {
+    let failures = context
+        .failures
+        .lock()
+        .map(|mut failures| {
+            let count = failures.entry(ObjectRef::from_obj(canary.as_ref())).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        })
+        .unwrap_or(1);
+    let delay = RETRY_FIRST
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+        .min(RETRY_MAX);
     tracing::warn!(
         canary = %format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any()),
         reason = error.reason(),
         %error,
-        "reconcile failed; retrying in 5s"
+        "reconcile failed; retrying in {delay:?}"
     );
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(delay)
 }
