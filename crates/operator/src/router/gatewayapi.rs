@@ -108,7 +108,16 @@ fn http_route_spec(canary: &Canary, routes: Routes) -> Value {
     if routes.matched_to_canary && !matches.is_empty() {
         rules.push(json!({ "matches": matches, "backendRefs": backends(0, 100) }));
     }
-    rules.push(json!({ "backendRefs": backends(routes.primary, routes.canary) }));
+    let mut default_rule = json!({ "backendRefs": backends(routes.primary, routes.canary) });
+    if routes.mirror {
+        // Blue/green mirroring: the primary answers, the canary gets a copy of the requests.
+        let mut mirror = json!({ "backendRef": { "name": canary_service_name(name), "port": service.port } });
+        if let Some(percent) = canary.spec.analysis().and_then(|a| a.mirror_weight).filter(|w| *w > 0) {
+            mirror["percent"] = json!(percent);
+        }
+        default_rule["filters"] = json!([{ "type": "RequestMirror", "requestMirror": mirror }]);
+    }
+    rules.push(default_rule);
     let mut spec = json!({ "parentRefs": parent_refs, "rules": rules });
     if let Some(hosts) = service.hosts.as_ref().filter(|h| !h.is_empty()) {
         spec["hostnames"] = json!(hosts);
@@ -214,6 +223,26 @@ mod tests {
                 { "name": "web-canary", "port": 9898, "weight": 30 },
             ] }])
         );
+    }
+
+    #[test]
+    fn blue_green_mirroring_copies_requests_to_the_canary() {
+        let analysis = json!({ "interval": "1m", "threshold": 1, "iterations": 5, "mirror": true, "mirrorWeight": 50 });
+        let routes = Routes {
+            mirror: true,
+            ..Routes::all_to_primary()
+        };
+        let spec = http_route_spec(&canary(analysis), routes);
+        assert_eq!(
+            spec["rules"][0]["filters"],
+            json!([{ "type": "RequestMirror", "requestMirror": { "backendRef": { "name": "web-canary", "port": 9898 }, "percent": 50 } }])
+        );
+        assert_eq!(spec["rules"][0]["backendRefs"][0]["weight"], json!(100));
+        let plain = http_route_spec(
+            &canary(json!({ "interval": "1m", "threshold": 1, "iterations": 5 })),
+            Routes::all_to_primary(),
+        );
+        assert_eq!(plain["rules"][0].get("filters"), None);
     }
 
     #[test]
