@@ -104,3 +104,62 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     }
     cause.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use serin_testenv::webhooks::WebhookReceiver;
+
+    use super::*;
+
+    fn hook(url: String, disable_tls: bool) -> CanaryWebhook {
+        CanaryWebhook {
+            name: "smoke".into(),
+            url,
+            disable_tls: Some(disable_tls),
+            ..Default::default()
+        }
+    }
+
+    fn payload() -> Payload<'static> {
+        Payload {
+            name: "web",
+            namespace: "test",
+            phase: "Progressing",
+            checksum: "s1-0",
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// A real HTTPS server whose certificate nobody trusts: refused unless disableTLS.
+    #[tokio::test]
+    async fn tls_is_verified_unless_disabled() {
+        let receiver = WebhookReceiver::start_https().await.expect("https receiver");
+        let http = HttpClients::new().expect("clients");
+        let url = format!("{}/smoke", receiver.url());
+        let refused = call(&http, &hook(url.clone(), false), &payload())
+            .await
+            .expect_err("untrusted certificate");
+        assert!(matches!(refused, HookError::Unreachable { .. }), "{refused}");
+        assert!(receiver.calls().is_empty(), "no request got through");
+        call(&http, &hook(url, true), &payload())
+            .await
+            .expect("disableTLS skips the verification");
+        assert_eq!(receiver.calls().len(), 1);
+        assert_eq!(receiver.calls()[0].body["phase"], serde_json::json!("Progressing"));
+    }
+
+    #[tokio::test]
+    async fn refusals_carry_the_status_and_body_and_retries_retry() {
+        let receiver = WebhookReceiver::start().await.expect("receiver");
+        receiver.answer("/gate", 403, "closed by the release manager");
+        let http = HttpClients::new().expect("clients");
+        let mut gate = hook(format!("{}/gate", receiver.url()), false);
+        gate.retries = Some(2);
+        let error = call(&http, &gate, &payload()).await.expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "webhook smoke answered 403: closed by the release manager"
+        );
+        assert_eq!(receiver.calls().len(), 3, "one call and two retries");
+    }
+}

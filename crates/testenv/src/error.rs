@@ -30,6 +30,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("Kubernetes API error: {0}")]
     Kube(kube::Error),
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
     #[error("invalid manifest {0}")]
     Manifest(String),
     #[error("invalid kubeconfig: {0}")]

@@ -45,6 +45,41 @@ impl WebhookReceiver {
         Ok(WebhookReceiver { url, shared, server })
     }
 
+    /// The same receiver over HTTPS, with a self-signed certificate for 127.0.0.1 that no
+    /// client trusts (for `disableTLS`).
+    pub async fn start_https() -> Result<WebhookReceiver, Error> {
+        crate::install_crypto_provider();
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let url = format!("https://{}", listener.local_addr()?);
+        let key = rcgen::KeyPair::generate()?;
+        let certificate = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?.self_signed(&key)?;
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| Error::Tls(e.to_string()))?;
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate.der().clone()], key)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let app = Router::new().fallback(record).with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    let _ = builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(WebhookReceiver { url, shared, server })
+    }
+
     /// Base URL, e.g. `http://127.0.0.1:41234`; hooks point at `<url>/<path>`.
     pub fn url(&self) -> &str {
         &self.url
