@@ -1,5 +1,4 @@
 mod demo;
-mod flags;
 mod operator;
 
 use std::process::ExitCode;
@@ -29,7 +28,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(flags::with_double_dashes(std::env::args_os()));
+    let cli = Cli::parse_from(serin_core::flags::with_double_dashes(std::env::args_os()));
     match cli.command {
         Command::Crds => match serin_api::crd::to_yaml() {
             Ok(yaml) => {

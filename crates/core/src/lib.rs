@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod autoscaler;
 pub mod checks;
 pub mod configs;
+pub mod flags;
 pub mod naming;
 pub mod primary;
 pub mod readiness;

@@ -199,9 +199,15 @@ pub async fn apply_crds(client: &Client, crds: Vec<CustomResourceDefinition>) ->
 }
 
 /// reqwest may be built without a crypto provider (serin-operator does so); use ring, as kube does.
-pub(crate) fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     // An error only means a provider is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The path of an upstream program built for the tests (`kubectl`, `etcd`, ...), building the
+/// set on first use.
+pub fn upstream_binary(name: &str) -> Result<PathBuf, Error> {
+    Ok(upstream::binaries()?.join(name))
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

@@ -1,0 +1,198 @@
+//! serin-loadtester: the service Canary webhooks call to run load tests and commands and to
+//! hold manual approval gates. It answers the calls existing Canaries make to Flagger's load
+//! tester unchanged, and adds what Flagger's lacks: an allow-list of programs (no shell), an
+//! optional bearer token, 400 for a task it does not know, and gates that survive a restart.
+
+pub mod gates;
+pub mod runner;
+pub mod tasks;
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use regex::Regex;
+
+use crate::gates::{Gate, GateStore};
+use crate::runner::{Outcome, RunError, Runner};
+use crate::tasks::{Payload, parse};
+
+pub struct Service {
+    pub runner: Runner,
+    pub gates: GateStore,
+    /// Required as `Authorization: Bearer <token>` on every endpoint but /healthz.
+    pub token: Option<String>,
+    /// Canaries of other namespaces are refused (403).
+    pub namespace_regexp: Option<Regex>,
+    counters: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl Service {
+    pub fn new(runner: Runner, gates: GateStore, token: Option<String>, namespace_regexp: Option<Regex>) -> Service {
+        Service {
+            runner,
+            gates,
+            token,
+            namespace_regexp,
+            counters: Mutex::default(),
+        }
+    }
+
+    fn count(&self, kind: &str, result: &str) {
+        if let Ok(mut counters) = self.counters.lock() {
+            *counters.entry((kind.to_string(), result.to_string())).or_insert(0) += 1;
+        }
+    }
+}
+
+type Reply = (StatusCode, String);
+
+pub fn router(service: Arc<Service>) -> Router {
+    let gate = |gate: Gate, action: GateAction| {
+        move |State(service): State<Arc<Service>>, headers: HeaderMap, body: Bytes| async move {
+            gate_endpoint(&service, &headers, &body, gate, action).await
+        }
+    };
+    Router::new()
+        .route("/healthz", get(|| async { "OK" }))
+        .route("/metrics", get(metrics))
+        .route("/", post(task))
+        .route(
+            "/gate/approve",
+            post(|| async { (StatusCode::OK, "approved".to_string()) }),
+        )
+        .route(
+            "/gate/halt",
+            post(|| async { (StatusCode::FORBIDDEN, "halted".to_string()) }),
+        )
+        .route("/gate/check", post(gate(Gate::Confirm, GateAction::Check)))
+        .route("/gate/open", post(gate(Gate::Confirm, GateAction::Open)))
+        .route("/gate/close", post(gate(Gate::Confirm, GateAction::Close)))
+        .route("/rollback/check", post(gate(Gate::Rollback, GateAction::Check)))
+        .route("/rollback/open", post(gate(Gate::Rollback, GateAction::Open)))
+        .route("/rollback/close", post(gate(Gate::Rollback, GateAction::Close)))
+        .with_state(service)
+}
+
+#[derive(Clone, Copy)]
+enum GateAction {
+    Check,
+    Open,
+    Close,
+}
+
+fn authorized(service: &Service, headers: &HeaderMap) -> Result<(), Reply> {
+    let Some(token) = &service.token else { return Ok(()) };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token.as_str()) {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()))
+    }
+}
+
+/// The checks every payload endpoint makes: the token, the payload, the namespace.
+fn admit(service: &Service, headers: &HeaderMap, body: &[u8]) -> Result<Payload, Reply> {
+    authorized(service, headers)?;
+    let payload: Payload = serde_json::from_slice(body).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("malformed payload: {e}; expected JSON with name, namespace and metadata"),
+        )
+    })?;
+    if let Some(regexp) = &service.namespace_regexp
+        && !regexp.is_match(&payload.namespace)
+    {
+        let message = format!(
+            "namespace {} does not match -namespace-regexp {regexp}",
+            payload.namespace
+        );
+        return Err((StatusCode::FORBIDDEN, message));
+    }
+    Ok(payload)
+}
+
+async fn gate_endpoint(service: &Service, headers: &HeaderMap, body: &[u8], gate: Gate, action: GateAction) -> Reply {
+    let payload = match admit(service, headers, body) {
+        Ok(payload) => payload,
+        Err(reply) => return reply,
+    };
+    let (namespace, name) = (payload.namespace.as_str(), payload.name.as_str());
+    let result = match action {
+        GateAction::Check => service.gates.is_open(gate, namespace, name).await.map(|open| {
+            if open {
+                (StatusCode::OK, "open".to_string())
+            } else {
+                (StatusCode::FORBIDDEN, "closed".to_string())
+            }
+        }),
+        GateAction::Open => service
+            .gates
+            .set(gate, namespace, name, true)
+            .await
+            .map(|()| (StatusCode::ACCEPTED, "opened".into())),
+        GateAction::Close => service
+            .gates
+            .set(gate, namespace, name, false)
+            .await
+            .map(|()| (StatusCode::ACCEPTED, "closed".into())),
+    };
+    result.unwrap_or_else(|error| (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))
+}
+
+async fn task(State(service): State<Arc<Service>>, headers: HeaderMap, body: Bytes) -> Reply {
+    let payload = match admit(&service, &headers, &body) {
+        Ok(payload) => payload,
+        Err(reply) => return reply,
+    };
+    let kind = payload.metadata.get("type").cloned().unwrap_or_else(|| "cmd".into());
+    let task = match parse(&payload) {
+        Ok(task) => task,
+        Err(error) => {
+            service.count(&kind, "invalid");
+            return (StatusCode::BAD_REQUEST, error.to_string());
+        }
+    };
+    let return_output = matches!(
+        task,
+        tasks::Task::Blocking {
+            return_output: true,
+            ..
+        }
+    );
+    let (result, reply) = match service.runner.run(&payload, task).await {
+        Ok(Outcome::Started) => ("started", (StatusCode::ACCEPTED, "started".to_string())),
+        Ok(Outcome::AlreadyRunning) => ("already-running", (StatusCode::ACCEPTED, "already running".to_string())),
+        Ok(Outcome::Finished { success: true, output }) => (
+            "succeeded",
+            (StatusCode::OK, if return_output { output } else { "succeeded".into() }),
+        ),
+        Ok(Outcome::Finished { success: false, output }) => ("failed", (StatusCode::INTERNAL_SERVER_ERROR, output)),
+        Err(error @ RunError::NotAllowed { .. }) => ("refused", (StatusCode::FORBIDDEN, error.to_string())),
+        Err(error) => ("failed", (StatusCode::INTERNAL_SERVER_ERROR, error.to_string())),
+    };
+    service.count(&kind, result);
+    reply
+}
+
+async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Reply {
+    if let Err(reply) = authorized(&service, &headers) {
+        return reply;
+    }
+    let mut out = String::from("# TYPE serin_loadtester_tasks_total counter\n");
+    for ((kind, result), count) in service.counters.lock().map(|c| c.clone()).unwrap_or_default() {
+        let _ = writeln!(
+            out,
+            "serin_loadtester_tasks_total{{type=\"{kind}\",result=\"{result}\"}} {count}"
+        );
+    }
+    (StatusCode::OK, out)
+}

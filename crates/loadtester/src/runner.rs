@@ -1,0 +1,191 @@
+//! Running task commands safely: only allow-listed programs, never through a shell (unless the
+//! task is `bash` and bash is allowed), one running copy of a background command per canary,
+//! every process group killed at the timeout, output kept to a bounded tail.
+
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+
+use crate::tasks::{Payload, Task};
+
+/// The most output kept of one command (its last bytes).
+const OUTPUT_LIMIT: usize = 64 * 1024;
+
+pub const DEFAULT_ALLOWED: [&str; 7] = ["hey", "ghz", "helm", "kubectl", "bats", "curl", "wrk"];
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A background command was started.
+    Started,
+    /// The same command for the same canary is still running; nothing new was started.
+    AlreadyRunning,
+    Finished {
+        success: bool,
+        output: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("program {program:?} is not allowed; allowed programs: {allowed} (see -allowed-programs)")]
+    NotAllowed { program: String, allowed: String },
+    #[error("program {program:?} could not be started: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("{program} did not finish within {timeout:?} and was killed")]
+    TimedOut { program: String, timeout: Duration },
+}
+
+#[derive(Clone)]
+pub struct Runner {
+    allowed: Arc<BTreeSet<String>>,
+    timeout: Duration,
+    running: Arc<Mutex<BTreeSet<String>>>,
+    path: Option<String>,
+}
+
+impl Runner {
+    pub fn new(allowed: impl IntoIterator<Item = String>, timeout: Duration) -> Runner {
+        Runner {
+            allowed: Arc::new(allowed.into_iter().collect()),
+            timeout,
+            running: Arc::default(),
+            path: None,
+        }
+    }
+
+    /// Programs are looked up in `path` (a PATH value) instead of the service's own PATH.
+    pub fn with_path(mut self, path: String) -> Runner {
+        self.path = Some(path);
+        self
+    }
+
+    pub async fn run(&self, payload: &Payload, task: Task) -> Result<Outcome, RunError> {
+        let program = task.program().to_string();
+        let name = program.rsplit('/').next().unwrap_or_default();
+        if !self.allowed.contains(name) {
+            let allowed = self.allowed.iter().cloned().collect::<Vec<_>>().join(", ");
+            return Err(RunError::NotAllowed { program, allowed });
+        }
+        match task {
+            Task::Background { program, args, command } => {
+                let key = format!("{}/{}/{command}", payload.namespace, payload.name);
+                let fresh = self
+                    .running
+                    .lock()
+                    .map(|mut running| running.insert(key.clone()))
+                    .unwrap_or(false);
+                if !fresh {
+                    return Ok(Outcome::AlreadyRunning);
+                }
+                let child = match spawn(&program, &args, self.path.as_deref()) {
+                    Ok(child) => child,
+                    Err(error) => {
+                        self.forget(&key);
+                        return Err(error);
+                    }
+                };
+                let runner = self.clone();
+                tokio::spawn(async move {
+                    match runner.wait(&program, child).await {
+                        Ok((success, output)) => {
+                            tracing::info!(%command, success, output = %last_line(&output), "command finished")
+                        }
+                        Err(error) => tracing::warn!(%command, %error, "command failed"),
+                    }
+                    runner.forget(&key);
+                });
+                Ok(Outcome::Started)
+            }
+            Task::Blocking { program, args, .. } => {
+                let child = spawn(&program, &args, self.path.as_deref())?;
+                let (success, output) = self.wait(&program, child).await?;
+                Ok(Outcome::Finished { success, output })
+            }
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(key);
+        }
+    }
+
+    /// Waits for the child with the timeout; kills its whole process group when it runs over.
+    async fn wait(&self, program: &str, mut child: Child) -> Result<(bool, String), RunError> {
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let output = tokio::spawn(async move {
+            let (out, err) = tokio::join!(read_bounded(stdout), read_bounded(stderr));
+            format!("{out}{err}")
+        });
+        match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(Ok(status)) => {
+                let output = output.await.unwrap_or_default();
+                Ok((status.success() && status.signal().is_none(), output))
+            }
+            Ok(Err(source)) => Err(RunError::Spawn {
+                program: program.to_string(),
+                source,
+            }),
+            Err(_) => {
+                if let Some(pid) = child.id() {
+                    // The child leads its own process group: kill it and everything it started.
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{pid}")])
+                        .status();
+                }
+                let _ = child.kill().await;
+                output.abort();
+                Err(RunError::TimedOut {
+                    program: program.to_string(),
+                    timeout: self.timeout,
+                })
+            }
+        }
+    }
+}
+
+fn spawn(program: &str, args: &[String], path: Option<&str>) -> Result<Child, RunError> {
+    let mut command = Command::new(program);
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| RunError::Spawn {
+            program: program.to_string(),
+            source,
+        })
+}
+
+/// The stream's last `OUTPUT_LIMIT` bytes, as text.
+async fn read_bounded<R: AsyncRead + Unpin>(reader: Option<R>) -> String {
+    let Some(mut reader) = reader else { return String::new() };
+    let mut kept: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while let Ok(read) = reader.read(&mut chunk).await {
+        if read == 0 {
+            break;
+        }
+        kept.extend_from_slice(&chunk[..read]);
+        if kept.len() > OUTPUT_LIMIT {
+            kept.drain(..kept.len() - OUTPUT_LIMIT);
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+fn last_line(output: &str) -> &str {
+    output.trim_end().rsplit('\n').next().unwrap_or_default()
+}

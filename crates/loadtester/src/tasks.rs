@@ -1,0 +1,182 @@
+//! What a webhook asks the load tester to do: Flagger's payload, its `metadata.type`, and the
+//! command to run, validated before anything runs.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The body every Canary webhook sends.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Payload {
+    pub name: String,
+    pub namespace: String,
+    #[serde(default)]
+    pub phase: String,
+    #[serde(default)]
+    pub checksum: String,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Task {
+    /// `type: cmd` (the default): started in the background, one running copy per canary and command.
+    Background {
+        program: String,
+        args: Vec<String>,
+        command: String,
+    },
+    /// `bash`, `helm`, `helmv3`, `kubectl`: run to the end; 200 or 500.
+    Blocking {
+        program: String,
+        args: Vec<String>,
+        return_output: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    #[error("unknown task type {0:?}; use cmd, bash, helm, helmv3 or kubectl")]
+    UnknownType(String),
+    #[error("task type {0} needs metadata.cmd")]
+    MissingCommand(String),
+    #[error("metadata.cmd is not a valid command line: {0}")]
+    Unparsable(String),
+}
+
+impl Task {
+    pub fn program(&self) -> &str {
+        match self {
+            Task::Background { program, .. } | Task::Blocking { program, .. } => program,
+        }
+    }
+}
+
+/// The task a payload asks for. The command is split into words like a shell would, but no
+/// shell runs it (except for `type: bash`, whose point is to run a bash script).
+pub fn parse(payload: &Payload) -> Result<Task, TaskError> {
+    let kind = payload.metadata.get("type").map(String::as_str).unwrap_or("cmd");
+    let command = payload
+        .metadata
+        .get("cmd")
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
+    let command = command.ok_or_else(|| TaskError::MissingCommand(kind.to_string()))?;
+    let words = || shell_words::split(&command).map_err(|e| TaskError::Unparsable(e.to_string()));
+    let return_output = payload.metadata.get("returnCmdOutput").is_some_and(|v| v == "true");
+    match kind {
+        "cmd" => {
+            let mut words = words()?;
+            if words.is_empty() {
+                return Err(TaskError::MissingCommand(kind.into()));
+            }
+            let program = words.remove(0);
+            Ok(Task::Background {
+                program,
+                args: words,
+                command,
+            })
+        }
+        "bash" => Ok(Task::Blocking {
+            program: "bash".into(),
+            args: vec!["-c".into(), command],
+            return_output,
+        }),
+        "helm" | "helmv3" => Ok(Task::Blocking {
+            program: "helm".into(),
+            args: words()?,
+            return_output,
+        }),
+        "kubectl" => Ok(Task::Blocking {
+            program: "kubectl".into(),
+            args: words()?,
+            return_output,
+        }),
+        other => Err(TaskError::UnknownType(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(pairs: &[(&str, &str)]) -> Payload {
+        Payload {
+            name: "web".into(),
+            namespace: "test".into(),
+            phase: "Progressing".into(),
+            checksum: String::new(),
+            metadata: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn parses_flaggers_task_types() {
+        let cmd = parse(&payload(&[(
+            "cmd",
+            "hey -z 1m -q 10 -c 2 -H 'X-Test: a b' http://web-canary/",
+        )]))
+        .expect("cmd");
+        assert_eq!(
+            cmd,
+            Task::Background {
+                program: "hey".into(),
+                args: [
+                    "-z",
+                    "1m",
+                    "-q",
+                    "10",
+                    "-c",
+                    "2",
+                    "-H",
+                    "X-Test: a b",
+                    "http://web-canary/"
+                ]
+                .map(String::from)
+                .to_vec(),
+                command: "hey -z 1m -q 10 -c 2 -H 'X-Test: a b' http://web-canary/".into(),
+            }
+        );
+        let kubectl = parse(&payload(&[
+            ("type", "kubectl"),
+            ("cmd", "get pods -n test"),
+            ("returnCmdOutput", "true"),
+        ]))
+        .expect("kubectl");
+        assert_eq!(
+            kubectl,
+            Task::Blocking {
+                program: "kubectl".into(),
+                args: ["get", "pods", "-n", "test"].map(String::from).to_vec(),
+                return_output: true
+            }
+        );
+        let helm = parse(&payload(&[("type", "helmv3"), ("cmd", "test web -n test")])).expect("helm");
+        assert_eq!(helm.program(), "helm");
+        let bash = parse(&payload(&[("type", "bash"), ("cmd", "curl -s http://a | grep ok")])).expect("bash");
+        assert_eq!(
+            bash,
+            Task::Blocking {
+                program: "bash".into(),
+                args: vec!["-c".into(), "curl -s http://a | grep ok".into()],
+                return_output: false
+            }
+        );
+    }
+
+    #[test]
+    fn bad_tasks_are_explained() {
+        assert_eq!(
+            parse(&payload(&[("type", "gatling"), ("cmd", "x")])),
+            Err(TaskError::UnknownType("gatling".into()))
+        );
+        assert_eq!(
+            parse(&payload(&[("type", "kubectl")])),
+            Err(TaskError::MissingCommand("kubectl".into()))
+        );
+        assert!(matches!(
+            parse(&payload(&[("cmd", "hey 'unclosed")])),
+            Err(TaskError::Unparsable(_))
+        ));
+    }
+}

@@ -1,0 +1,265 @@
+//! The load tester's HTTP API on loopback, with real programs (curl from Debian, the kubectl
+//! built for the test cluster) and, for gates that survive a restart, the real control plane.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use serde_json::{Value, json};
+use serin_loadtester::gates::GateStore;
+use serin_loadtester::runner::{DEFAULT_ALLOWED, Runner};
+use serin_loadtester::{Service, router};
+use serin_testenv::{Options, TestEnv};
+
+struct LoadTester {
+    url: String,
+    client: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl LoadTester {
+    async fn start(service: Service) -> LoadTester {
+        // reqwest may be built without a crypto provider (feature unification with the operator).
+        serin_testenv::install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("listen");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let app = router(Arc::new(service));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        LoadTester {
+            url,
+            client: reqwest::Client::new(),
+            server,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, String) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        (response.status().as_u16(), response.text().await.unwrap_or_default())
+    }
+}
+
+impl Drop for LoadTester {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn service(timeout: Duration) -> Service {
+    Service::new(
+        Runner::new(DEFAULT_ALLOWED.map(String::from), timeout),
+        GateStore::memory(),
+        None,
+        None,
+    )
+}
+
+fn payload(namespace: &str, metadata: Value) -> Value {
+    json!({ "name": "podinfo", "namespace": namespace, "phase": "Progressing", "checksum": "s1-1", "metadata": metadata })
+}
+
+#[tokio::test]
+async fn gates_are_closed_until_opened_and_keyed_by_canary() {
+    let tester = LoadTester::start(service(Duration::from_secs(10))).await;
+    let test = payload("test", json!({}));
+    let other = payload("other", json!({}));
+    assert_eq!(
+        tester.post("/gate/check", test.clone()).await.0,
+        403,
+        "closed by default"
+    );
+    assert_eq!(tester.post("/gate/open", test.clone()).await.0, 202);
+    assert_eq!(tester.post("/gate/check", test.clone()).await.0, 200);
+    assert_eq!(
+        tester.post("/gate/check", other.clone()).await.0,
+        403,
+        "another canary's gate stays closed"
+    );
+    assert_eq!(tester.post("/gate/close", test.clone()).await.0, 202);
+    assert_eq!(tester.post("/gate/check", test.clone()).await.0, 403);
+    assert_eq!(tester.post("/rollback/check", test.clone()).await.0, 403);
+    assert_eq!(tester.post("/rollback/open", test.clone()).await.0, 202);
+    assert_eq!(tester.post("/rollback/check", test.clone()).await.0, 200);
+    assert_eq!(
+        tester.post("/gate/check", test.clone()).await.0,
+        403,
+        "the rollback gate is separate"
+    );
+    assert_eq!(tester.post("/gate/approve", test.clone()).await.0, 200);
+    assert_eq!(tester.post("/gate/halt", test).await.0, 403);
+    let health = tester
+        .client
+        .get(format!("{}/healthz", tester.url))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_a_reason() {
+    let tester = LoadTester::start(service(Duration::from_secs(10))).await;
+    let (status, body) = tester
+        .post("/", payload("test", json!({ "type": "gatling", "cmd": "x" })))
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            400,
+            "unknown task type \"gatling\"; use cmd, bash, helm, helmv3 or kubectl"
+        )
+    );
+    let (status, body) = tester.post("/", json!({ "metadata": {} })).await;
+    assert_eq!(status, 400);
+    assert!(body.starts_with("malformed payload"), "{body}");
+    let (status, body) = tester
+        .post("/", payload("test", json!({ "cmd": "rm -rf /tmp/x" })))
+        .await;
+    assert_eq!(status, 403);
+    assert!(body.starts_with("program \"rm\" is not allowed"), "{body}");
+    let (status, body) = tester
+        .post("/", payload("test", json!({ "type": "bash", "cmd": "echo hi" })))
+        .await;
+    assert_eq!(status, 403, "bash runs only when allowed: {body}");
+}
+
+#[tokio::test]
+async fn the_namespace_regexp_and_the_token_are_enforced() {
+    let runner = Runner::new(DEFAULT_ALLOWED.map(String::from), Duration::from_secs(10));
+    let regexp = Regex::new("^team-").expect("regexp");
+    let tester = LoadTester::start(Service::new(
+        runner,
+        GateStore::memory(),
+        Some("s3cret".into()),
+        Some(regexp),
+    ))
+    .await;
+    let (status, _) = tester.post("/gate/check", payload("team-a", json!({}))).await;
+    assert_eq!(status, 401, "no token");
+    let call = |namespace: &str, token: &str| {
+        tester
+            .client
+            .post(format!("{}/gate/open", tester.url))
+            .bearer_auth(token)
+            .json(&payload(namespace, json!({})))
+            .send()
+    };
+    assert_eq!(call("team-a", "wrong").await.expect("request").status().as_u16(), 401);
+    assert_eq!(call("team-a", "s3cret").await.expect("request").status().as_u16(), 202);
+    let refused = call("prod", "s3cret").await.expect("request");
+    assert_eq!(refused.status().as_u16(), 403);
+    assert_eq!(
+        refused.text().await.unwrap_or_default(),
+        "namespace prod does not match -namespace-regexp ^team-"
+    );
+}
+
+#[tokio::test]
+async fn blocking_tasks_return_their_output_when_asked() {
+    let kubectl = serin_testenv::upstream_binary("kubectl").expect("kubectl built for the tests");
+    let directory = kubectl.parent().expect("directory").display().to_string();
+    let path = format!("{directory}:{}", std::env::var("PATH").unwrap_or_default());
+    let runner = Runner::new(["kubectl".to_string()], Duration::from_secs(30)).with_path(path);
+    let tester = LoadTester::start(Service::new(runner, GateStore::memory(), None, None)).await;
+    let metadata = json!({ "type": "kubectl", "cmd": "version --client", "returnCmdOutput": "true" });
+    let (status, body) = tester.post("/", payload("test", metadata)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Client Version: v1.36.3"), "{body}");
+    let failing = json!({ "type": "kubectl", "cmd": "no-such-subcommand" });
+    let (status, body) = tester.post("/", payload("test", failing)).await;
+    assert_eq!(status, 500);
+    assert!(body.contains("unknown command"), "{body}");
+}
+
+/// A slow loopback server holds curl; the second identical call does not start another copy,
+/// and the timeout kills the running one.
+#[tokio::test]
+async fn background_commands_run_once_per_canary_and_die_at_the_timeout() {
+    let slow = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("listen");
+    let slow_url = format!("http://{}/", slow.local_addr().expect("address"));
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = slow.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let tester = LoadTester::start(service(Duration::from_secs(2))).await;
+    let command = json!({ "cmd": format!("curl -s --max-time 60 {slow_url}") });
+    assert_eq!(
+        tester.post("/", payload("test", command.clone())).await,
+        (202, "started".to_string())
+    );
+    assert_eq!(
+        tester.post("/", payload("test", command.clone())).await,
+        (202, "already running".to_string())
+    );
+    assert_eq!(
+        tester.post("/", payload("other", command.clone())).await,
+        (202, "started".to_string()),
+        "per canary"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        tester.post("/", payload("test", command)).await,
+        (202, "started".to_string()),
+        "killed at the timeout"
+    );
+    let metrics = tester
+        .client
+        .get(format!("{}/metrics", tester.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        metrics.contains("serin_loadtester_tasks_total{type=\"cmd\",result=\"already-running\"} 1"),
+        "{metrics}"
+    );
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gates_kept_in_a_config_map_survive_a_restart() {
+    let env = TestEnv::start(Options { nodes: 0 }).await.expect("control plane");
+    let namespace = env.namespace("gates").await.expect("namespace");
+    let store = || GateStore::config_map(env.client(), &namespace, "serin-loadtester-gates");
+    let canary = payload("test", json!({}));
+    let first = LoadTester::start(Service::new(
+        Runner::new([], Duration::from_secs(1)),
+        store(),
+        None,
+        None,
+    ))
+    .await;
+    assert_eq!(first.post("/gate/open", canary.clone()).await.0, 202);
+    assert_eq!(first.post("/rollback/open", canary.clone()).await.0, 202);
+    assert_eq!(first.post("/rollback/close", canary.clone()).await.0, 202);
+    drop(first);
+    let restarted = LoadTester::start(Service::new(
+        Runner::new([], Duration::from_secs(1)),
+        store(),
+        None,
+        None,
+    ))
+    .await;
+    assert_eq!(
+        restarted.post("/gate/check", canary.clone()).await.0,
+        200,
+        "the opened gate is still open"
+    );
+    assert_eq!(
+        restarted.post("/rollback/check", canary).await.0,
+        403,
+        "the closed one still closed"
+    );
+    env.teardown().await;
+}
