@@ -4,6 +4,7 @@
 //! optional bearer token, 400 for a task it does not know, and gates that survive a restart.
 
 pub mod gates;
+pub mod load;
 pub mod runner;
 pub mod tasks;
 
@@ -30,6 +31,8 @@ pub struct Service {
     /// Canaries of other namespaces are refused (403).
     pub namespace_regexp: Option<Regex>,
     counters: Mutex<BTreeMap<(String, String), u64>>,
+    /// Requests the built-in generator sent, by answer.
+    requests: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Service {
@@ -40,6 +43,13 @@ impl Service {
             token,
             namespace_regexp,
             counters: Mutex::default(),
+            requests: Mutex::default(),
+        }
+    }
+
+    fn count_requests(&self, status: &str, count: u64) {
+        if let Ok(mut requests) = self.requests.lock() {
+            *requests.entry(status.to_string()).or_insert(0) += count;
         }
     }
 
@@ -51,6 +61,20 @@ impl Service {
 }
 
 type Reply = (StatusCode, String);
+
+/// A duration as the flags and tasks write it: `30s`, `10m`, `1h`.
+pub fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("{text:?} is not a duration such as 30s, 10m or 1h");
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let value: u64 = digits.parse().map_err(|_| invalid())?;
+    let seconds = match unit {
+        "s" => value,
+        "m" => value * 60,
+        "h" => value * 3600,
+        _ => return Err(invalid()),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
+}
 
 pub fn router(service: Arc<Service>) -> Router {
     let gate = |gate: Gate, action: GateAction| {
@@ -176,6 +200,15 @@ async fn task(State(service): State<Arc<Service>>, headers: HeaderMap, body: Byt
             (StatusCode::OK, if return_output { output } else { "succeeded".into() }),
         ),
         Ok(Outcome::Finished { success: false, output }) => ("failed", (StatusCode::INTERNAL_SERVER_ERROR, output)),
+        Ok(Outcome::Report(report)) => {
+            for (status, count) in &report.responses {
+                service.count_requests(status, *count);
+            }
+            (
+                "succeeded",
+                (StatusCode::OK, serde_json::to_string(&report).unwrap_or_default()),
+            )
+        }
         Err(error @ RunError::NotAllowed { .. }) => ("refused", (StatusCode::FORBIDDEN, error.to_string())),
         Err(error) => ("failed", (StatusCode::INTERNAL_SERVER_ERROR, error.to_string())),
     };
@@ -192,6 +225,13 @@ async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Rep
         let _ = writeln!(
             out,
             "serin_loadtester_tasks_total{{type=\"{kind}\",result=\"{result}\"}} {count}"
+        );
+    }
+    out.push_str("# TYPE serin_loadtester_load_requests_total counter\n");
+    for (status, count) in service.requests.lock().map(|c| c.clone()).unwrap_or_default() {
+        let _ = writeln!(
+            out,
+            "serin_loadtester_load_requests_total{{status=\"{status}\"}} {count}"
         );
     }
     (StatusCode::OK, out)

@@ -20,7 +20,7 @@ struct Args {
     #[arg(long, default_value_t = 9090)]
     port: u16,
     /// Commands running longer are killed, with their process group.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = serin_loadtester::duration)]
     timeout: Duration,
     /// Only Canaries of matching namespaces are served (403 otherwise).
     #[arg(long)]
@@ -39,19 +39,6 @@ struct Args {
     /// The ConfigMap that holds the gates, as `namespace/name`.
     #[arg(long, default_value = "default/serin-loadtester-gates")]
     gate_configmap: String,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 30s, 10m or 1h"))?;
-    match unit {
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
-        "h" => Ok(Duration::from_secs(value * 3600)),
-        _ => Err(format!("{text:?} is not a duration such as 30s, 10m or 1h")),
-    }
 }
 
 #[tokio::main]

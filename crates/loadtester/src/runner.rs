@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
+use crate::load::{self, LoadError, LoadReport};
 use crate::tasks::{Payload, Task};
 
 /// The most output kept of one command (its last bytes).
@@ -18,7 +19,7 @@ const OUTPUT_LIMIT: usize = 64 * 1024;
 
 pub const DEFAULT_ALLOWED: [&str; 7] = ["hey", "ghz", "helm", "kubectl", "bats", "curl", "wrk"];
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Outcome {
     /// A background command was started.
     Started,
@@ -28,6 +29,8 @@ pub enum Outcome {
         success: bool,
         output: String,
     },
+    /// The built-in generator's report.
+    Report(LoadReport),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,8 @@ pub enum RunError {
     Spawn { program: String, source: std::io::Error },
     #[error("{program} did not finish within {timeout:?} and was killed")]
     TimedOut { program: String, timeout: Duration },
+    #[error("{0}")]
+    Load(#[from] LoadError),
 }
 
 #[derive(Clone)]
@@ -65,13 +70,18 @@ impl Runner {
     }
 
     pub async fn run(&self, payload: &Payload, task: Task) -> Result<Outcome, RunError> {
-        let program = task.program().to_string();
-        let name = program.rsplit('/').next().unwrap_or_default();
-        if !self.allowed.contains(name) {
-            let allowed = self.allowed.iter().cloned().collect::<Vec<_>>().join(", ");
-            return Err(RunError::NotAllowed { program, allowed });
+        if let Some(program) = task.program() {
+            let name = program.rsplit('/').next().unwrap_or_default();
+            if !self.allowed.contains(name) {
+                let allowed = self.allowed.iter().cloned().collect::<Vec<_>>().join(", ");
+                return Err(RunError::NotAllowed {
+                    program: program.to_string(),
+                    allowed,
+                });
+            }
         }
         match task {
+            Task::Load(spec) => Ok(Outcome::Report(load::run(&spec).await?)),
             Task::Background { program, args, command } => {
                 let key = format!("{}/{}/{command}", payload.namespace, payload.name);
                 let fresh = self
@@ -84,6 +94,12 @@ impl Runner {
                 }
                 let child = match spawn(&program, &args, self.path.as_deref()) {
                     Ok(child) => child,
+                    // No hey installed: its usual command lines run on the built-in generator.
+                    Err(RunError::Spawn { source, .. })
+                        if program == "hey" && source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        return self.hey_built_in(key, &args, command);
+                    }
                     Err(error) => {
                         self.forget(&key);
                         return Err(error);
@@ -107,6 +123,26 @@ impl Runner {
                 Ok(Outcome::Finished { success, output })
             }
         }
+    }
+
+    fn hey_built_in(&self, key: String, args: &[String], command: String) -> Result<Outcome, RunError> {
+        let Some(spec) = load::from_hey(args) else {
+            self.forget(&key);
+            let reason =
+                "hey is not installed and the built-in generator reads only -z, -q, -c, -m, -d, -H, -h2 and a URL";
+            return Err(RunError::Load(LoadError::Invalid(reason.into())));
+        };
+        let runner = self.clone();
+        tokio::spawn(async move {
+            match load::run(&spec).await {
+                Ok(report) => {
+                    tracing::info!(%command, requests = report.requests, p99_ms = report.p99_ms, "built-in load finished")
+                }
+                Err(error) => tracing::warn!(%command, %error, "built-in load failed"),
+            }
+            runner.forget(&key);
+        });
+        Ok(Outcome::Started)
     }
 
     fn forget(&self, key: &str) {

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::load::LoadSpec;
+
 /// The body every Canary webhook sends.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Payload {
@@ -18,7 +20,7 @@ pub struct Payload {
     pub metadata: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Task {
     /// `type: cmd` (the default): started in the background, one running copy per canary and command.
     Background {
@@ -32,12 +34,16 @@ pub enum Task {
         args: Vec<String>,
         return_output: bool,
     },
+    /// `load`: the built-in generator, run to the end; its report is the answer.
+    Load(LoadSpec),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
-    #[error("unknown task type {0:?}; use cmd, bash, helm, helmv3 or kubectl")]
+    #[error("unknown task type {0:?}; use cmd, bash, helm, helmv3, kubectl or load")]
     UnknownType(String),
+    #[error("metadata.{key} of a load task {problem}")]
+    InvalidLoad { key: &'static str, problem: String },
     #[error("task type {0} needs metadata.cmd")]
     MissingCommand(String),
     #[error("metadata.cmd is not a valid command line: {0}")]
@@ -45,9 +51,11 @@ pub enum TaskError {
 }
 
 impl Task {
-    pub fn program(&self) -> &str {
+    /// The program the task runs; `None` for the built-in generator.
+    pub fn program(&self) -> Option<&str> {
         match self {
-            Task::Background { program, .. } | Task::Blocking { program, .. } => program,
+            Task::Background { program, .. } | Task::Blocking { program, .. } => Some(program),
+            Task::Load(_) => None,
         }
     }
 }
@@ -56,6 +64,9 @@ impl Task {
 /// shell runs it (except for `type: bash`, whose point is to run a bash script).
 pub fn parse(payload: &Payload) -> Result<Task, TaskError> {
     let kind = payload.metadata.get("type").map(String::as_str).unwrap_or("cmd");
+    if kind == "load" {
+        return load(&payload.metadata).map(Task::Load);
+    }
     let command = payload
         .metadata
         .get("cmd")
@@ -94,6 +105,56 @@ pub fn parse(payload: &Payload) -> Result<Task, TaskError> {
         }),
         other => Err(TaskError::UnknownType(other.to_string())),
     }
+}
+
+/// `type: load` metadata: `url`, `method` (GET), `rate` (req/s, 0 = as fast as possible),
+/// `concurrency` (10), `duration` (`30s`, `1m`), `headers` (`Name: value` lines), `body`, `http2`.
+fn load(metadata: &BTreeMap<String, String>) -> Result<LoadSpec, TaskError> {
+    let invalid = |key: &'static str, problem: &str| TaskError::InvalidLoad {
+        key,
+        problem: problem.to_string(),
+    };
+    let url = metadata
+        .get("url")
+        .cloned()
+        .ok_or_else(|| invalid("url", "is missing"))?;
+    let number = |key: &'static str, default: f64| match metadata.get(key) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|n| *n >= 0.0)
+            .ok_or_else(|| invalid(key, "must be a number")),
+    };
+    let duration = metadata.get("duration").map(String::as_str).unwrap_or("30s");
+    let duration = crate::duration(duration).map_err(|problem| invalid("duration", &problem))?;
+    let mut headers = Vec::new();
+    for line in metadata
+        .get("headers")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| invalid("headers", "must be lines of Name: value"))?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    Ok(LoadSpec {
+        url,
+        method: metadata
+            .get("method")
+            .cloned()
+            .unwrap_or_else(|| "GET".into())
+            .to_uppercase(),
+        headers,
+        body: metadata.get("body").cloned(),
+        rate: number("rate", 0.0)?,
+        concurrency: number("concurrency", 10.0)?.max(1.0) as usize,
+        duration,
+        http2: metadata.get("http2").is_some_and(|v| v == "true"),
+    })
 }
 
 #[cfg(test)]
@@ -152,7 +213,7 @@ mod tests {
             }
         );
         let helm = parse(&payload(&[("type", "helmv3"), ("cmd", "test web -n test")])).expect("helm");
-        assert_eq!(helm.program(), "helm");
+        assert_eq!(helm.program(), Some("helm"));
         let bash = parse(&payload(&[("type", "bash"), ("cmd", "curl -s http://a | grep ok")])).expect("bash");
         assert_eq!(
             bash,
@@ -161,6 +222,30 @@ mod tests {
                 args: vec!["-c".into(), "curl -s http://a | grep ok".into()],
                 return_output: false
             }
+        );
+    }
+
+    #[test]
+    fn load_tasks_describe_the_load() {
+        let task = parse(&payload(&[
+            ("type", "load"),
+            ("url", "http://web-canary/"),
+            ("rate", "50"),
+            ("concurrency", "4"),
+            ("duration", "1m"),
+            ("headers", "X-Canary: insider\nAccept: */*"),
+        ]))
+        .expect("load");
+        let Task::Load(spec) = task else { panic!("a load task") };
+        assert_eq!((spec.rate, spec.concurrency, spec.duration.as_secs()), (50.0, 4, 60));
+        assert_eq!(spec.headers.len(), 2);
+        let missing = parse(&payload(&[("type", "load")]));
+        assert_eq!(
+            missing,
+            Err(TaskError::InvalidLoad {
+                key: "url",
+                problem: "is missing".into()
+            })
         );
     }
 

@@ -113,7 +113,7 @@ async fn bad_requests_are_refused_with_a_reason() {
         (status, body.as_str()),
         (
             400,
-            "unknown task type \"gatling\"; use cmd, bash, helm, helmv3 or kubectl"
+            "unknown task type \"gatling\"; use cmd, bash, helm, helmv3, kubectl or load"
         )
     );
     let (status, body) = tester.post("/", json!({ "metadata": {} })).await;
