@@ -72,7 +72,7 @@ install_debian_packages() {
 prepare() {
   stage "checking toolchains and Debian packages"
   check_toolchains
-  install_debian_packages ca-certificates prometheus curl
+  install_debian_packages ca-certificates prometheus curl hey bats
 
   stage "building upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok (cached)"
   SERIN_UPSTREAM_BIN_DIR="$(hack/upstream/build.sh)"

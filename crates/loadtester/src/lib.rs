@@ -5,6 +5,7 @@
 
 pub mod gates;
 pub mod load;
+pub mod rest;
 pub mod runner;
 pub mod tasks;
 
@@ -185,12 +186,14 @@ async fn task(State(service): State<Arc<Service>>, headers: HeaderMap, body: Byt
             return (StatusCode::BAD_REQUEST, error.to_string());
         }
     };
+    // Remote tests answer with a short verdict; commands only when returnCmdOutput is set.
     let return_output = matches!(
         task,
         tasks::Task::Blocking {
             return_output: true,
             ..
-        }
+        } | tasks::Task::NGrinder(_)
+            | tasks::Task::Concord(_)
     );
     let (result, reply) = match service.runner.run(&payload, task).await {
         Ok(Outcome::Started) => ("started", (StatusCode::ACCEPTED, "started".to_string())),

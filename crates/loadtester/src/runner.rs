@@ -5,13 +5,14 @@
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
 use crate::load::{self, LoadError, LoadReport};
+use crate::rest::RestError;
 use crate::tasks::{Payload, Task};
 
 /// The most output kept of one command (its last bytes).
@@ -47,6 +48,8 @@ pub enum RunError {
 
 #[derive(Clone)]
 pub struct Runner {
+    /// Made on first use, for the nGrinder and Concord tasks.
+    http: Arc<OnceLock<reqwest::Client>>,
     allowed: Arc<BTreeSet<String>>,
     timeout: Duration,
     running: Arc<Mutex<BTreeSet<String>>>,
@@ -56,6 +59,7 @@ pub struct Runner {
 impl Runner {
     pub fn new(allowed: impl IntoIterator<Item = String>, timeout: Duration) -> Runner {
         Runner {
+            http: Arc::default(),
             allowed: Arc::new(allowed.into_iter().collect()),
             timeout,
             running: Arc::default(),
@@ -82,6 +86,25 @@ impl Runner {
         }
         match task {
             Task::Load(spec) => Ok(Outcome::Report(load::run(&spec).await?)),
+            Task::NGrinder(test) => {
+                // One nGrinder test per canary and cloned test at a time.
+                let key = format!(
+                    "{}/{}/ngrinder/{}/{}",
+                    payload.namespace, payload.name, test.server, test.clone
+                );
+                if !self
+                    .running
+                    .lock()
+                    .map(|mut running| running.insert(key.clone()))
+                    .unwrap_or(false)
+                {
+                    return Ok(Outcome::AlreadyRunning);
+                }
+                let result = test.run(self.http(), self.timeout).await;
+                self.forget(&key);
+                Ok(remote_outcome(result))
+            }
+            Task::Concord(process) => Ok(remote_outcome(process.run(self.http()).await)),
             Task::Background { program, args, command } => {
                 let key = format!("{}/{}/{command}", payload.namespace, payload.name);
                 let fresh = self
@@ -145,6 +168,10 @@ impl Runner {
         Ok(Outcome::Started)
     }
 
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(reqwest::Client::new)
+    }
+
     fn forget(&self, key: &str) {
         if let Ok(mut running) = self.running.lock() {
             running.remove(key);
@@ -183,6 +210,19 @@ impl Runner {
                 })
             }
         }
+    }
+}
+
+fn remote_outcome(result: Result<(), RestError>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Finished {
+            success: true,
+            output: "the test finished".into(),
+        },
+        Err(error) => Outcome::Finished {
+            success: false,
+            output: error.to_string(),
+        },
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::load::LoadSpec;
+use crate::rest::{Concord, NGrinder};
 
 /// The body every Canary webhook sends.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,12 +37,18 @@ pub enum Task {
     },
     /// `load`: the built-in generator, run to the end; its report is the answer.
     Load(LoadSpec),
+    /// `ngrinder`: a test cloned and started on an nGrinder server, polled to its end.
+    NGrinder(NGrinder),
+    /// `concord`: a Concord process started and polled to its end.
+    Concord(Concord),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
-    #[error("unknown task type {0:?}; use cmd, bash, helm, helmv3, kubectl or load")]
+    #[error("unknown task type {0:?}; use cmd, bash, helm, helmv3, kubectl, load, ngrinder or concord")]
     UnknownType(String),
+    #[error("{0}")]
+    InvalidRemote(String),
     #[error("metadata.{key} of a load task {problem}")]
     InvalidLoad { key: &'static str, problem: String },
     #[error("task type {0} needs metadata.cmd")]
@@ -55,7 +62,7 @@ impl Task {
     pub fn program(&self) -> Option<&str> {
         match self {
             Task::Background { program, .. } | Task::Blocking { program, .. } => Some(program),
-            Task::Load(_) => None,
+            Task::Load(_) | Task::NGrinder(_) | Task::Concord(_) => None,
         }
     }
 }
@@ -64,8 +71,19 @@ impl Task {
 /// shell runs it (except for `type: bash`, whose point is to run a bash script).
 pub fn parse(payload: &Payload) -> Result<Task, TaskError> {
     let kind = payload.metadata.get("type").map(String::as_str).unwrap_or("cmd");
-    if kind == "load" {
-        return load(&payload.metadata).map(Task::Load);
+    match kind {
+        "load" => return load(&payload.metadata).map(Task::Load),
+        "ngrinder" => {
+            return NGrinder::from_metadata(&payload.metadata)
+                .map(Task::NGrinder)
+                .map_err(TaskError::InvalidRemote);
+        }
+        "concord" => {
+            return Concord::from_metadata(&payload.metadata)
+                .map(Task::Concord)
+                .map_err(TaskError::InvalidRemote);
+        }
+        _ => {}
     }
     let command = payload
         .metadata

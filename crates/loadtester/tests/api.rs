@@ -113,7 +113,7 @@ async fn bad_requests_are_refused_with_a_reason() {
         (status, body.as_str()),
         (
             400,
-            "unknown task type \"gatling\"; use cmd, bash, helm, helmv3, kubectl or load"
+            "unknown task type \"gatling\"; use cmd, bash, helm, helmv3, kubectl, load, ngrinder or concord"
         )
     );
     let (status, body) = tester.post("/", json!({ "metadata": {} })).await;
@@ -262,4 +262,29 @@ async fn gates_kept_in_a_config_map_survive_a_restart() {
         "the closed one still closed"
     );
     env.teardown().await;
+}
+
+/// bats acceptance tests (Debian's bats, installed by hack/test.sh) through a bash task, which
+/// runs only when bash is on the allow-list.
+#[tokio::test]
+async fn bats_acceptance_tests_pass_or_fail_the_webhook() {
+    let directory = tempfile::tempdir().expect("directory");
+    let passing = directory.path().join("pass.bats");
+    std::fs::write(&passing, "@test \"answers\" {\n  [ 1 -eq 1 ]\n}\n").expect("write");
+    let failing = directory.path().join("fail.bats");
+    std::fs::write(&failing, "@test \"answers 200\" {\n  [ 500 -eq 200 ]\n}\n").expect("write");
+    let runner = Runner::new(["bash".to_string(), "bats".to_string()], Duration::from_secs(30));
+    let tester = LoadTester::start(Service::new(runner, GateStore::memory(), None, None)).await;
+    let task = |file: &std::path::Path| {
+        payload(
+            "test",
+            json!({ "type": "bash", "cmd": format!("bats {}", file.display()), "returnCmdOutput": "true" }),
+        )
+    };
+    let (status, body) = tester.post("/", task(&passing)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("ok 1 answers"), "{body}");
+    let (status, body) = tester.post("/", task(&failing)).await;
+    assert_eq!(status, 500);
+    assert!(body.contains("not ok 1 answers 200"), "{body}");
 }

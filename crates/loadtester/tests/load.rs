@@ -139,3 +139,24 @@ async fn load_tasks_answer_with_their_report_and_hey_lines_run_without_hey() {
         "{metrics}"
     );
 }
+
+/// Debian's hey (installed by hack/test.sh) runs for a `cmd` task when it is on the PATH.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_real_hey_runs_when_installed() {
+    serin_testenv::install_crypto_provider();
+    assert!(
+        std::path::Path::new("/usr/bin/hey").exists(),
+        "Debian's hey is missing: apt-get install hey (hack/test.sh does)"
+    );
+    let (url, served) = target().await;
+    let tester = load_tester(Runner::new(DEFAULT_ALLOWED.map(String::from), Duration::from_secs(30))).await;
+    let payload =
+        json!({ "name": "podinfo", "namespace": "test", "metadata": { "cmd": format!("hey -z 2s -q 10 -c 2 {url}") } });
+    assert_eq!(post(&tester, payload).await, (202, "started".to_string()));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let count = served.load(Ordering::SeqCst);
+    assert!(
+        (30..=45).contains(&count),
+        "hey at 10 req/s per worker, 2 workers, 2 s: {count} requests"
+    );
+}
