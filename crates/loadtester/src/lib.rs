@@ -34,6 +34,8 @@ pub struct Service {
     counters: Mutex<BTreeMap<(String, String), u64>>,
     /// Requests the built-in generator sent, by answer.
     requests: Mutex<BTreeMap<String, u64>>,
+    /// The latest load report of each canary (`namespace/name`).
+    latest: Mutex<BTreeMap<String, load::LoadReport>>,
 }
 
 impl Service {
@@ -45,6 +47,7 @@ impl Service {
             namespace_regexp,
             counters: Mutex::default(),
             requests: Mutex::default(),
+            latest: Mutex::default(),
         }
     }
 
@@ -207,12 +210,16 @@ async fn task(State(service): State<Arc<Service>>, headers: HeaderMap, body: Byt
             for (status, count) in &report.responses {
                 service.count_requests(status, *count);
             }
+            if let Ok(mut latest) = service.latest.lock() {
+                latest.insert(format!("{}/{}", payload.namespace, payload.name), report.clone());
+            }
             (
                 "succeeded",
                 (StatusCode::OK, serde_json::to_string(&report).unwrap_or_default()),
             )
         }
         Err(error @ RunError::NotAllowed { .. }) => ("refused", (StatusCode::FORBIDDEN, error.to_string())),
+        Err(error @ RunError::Busy { .. }) => ("busy", (StatusCode::TOO_MANY_REQUESTS, error.to_string())),
         Err(error) => ("failed", (StatusCode::INTERNAL_SERVER_ERROR, error.to_string())),
     };
     service.count(&kind, result);
@@ -236,6 +243,15 @@ async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Rep
             out,
             "serin_loadtester_load_requests_total{{status=\"{status}\"}} {count}"
         );
+    }
+    out.push_str("# TYPE serin_loadtester_load_latency_ms gauge\n");
+    for (canary, report) in service.latest.lock().map(|l| l.clone()).unwrap_or_default() {
+        for (quantile, value) in [("0.5", report.p50_ms), ("0.9", report.p90_ms), ("0.99", report.p99_ms)] {
+            let _ = writeln!(
+                out,
+                "serin_loadtester_load_latency_ms{{canary=\"{canary}\",quantile=\"{quantile}\"}} {value}"
+            );
+        }
     }
     (StatusCode::OK, out)
 }

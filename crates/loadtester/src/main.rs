@@ -30,6 +30,9 @@ struct Args {
     /// Programs tasks may run, comma-separated (`bash` must be listed for `type: bash`).
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_ALLOWED.map(String::from))]
     allowed_programs: Vec<String>,
+    /// Tasks running at once; more get 429.
+    #[arg(long, default_value_t = serin_loadtester::runner::DEFAULT_MAX_TASKS)]
+    max_tasks: usize,
     /// Bearer token every endpoint but /healthz requires.
     #[arg(long, env = "LOADTESTER_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -69,7 +72,7 @@ async fn main() -> ExitCode {
         }
     };
     let service = Service::new(
-        Runner::new(args.allowed_programs, args.timeout),
+        Runner::new(args.allowed_programs, args.timeout).with_limit(args.max_tasks),
         gates,
         args.token,
         args.namespace_regexp,

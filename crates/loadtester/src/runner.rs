@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::load::{self, LoadError, LoadReport};
 use crate::rest::RestError;
@@ -44,6 +45,8 @@ pub enum RunError {
     TimedOut { program: String, timeout: Duration },
     #[error("{0}")]
     Load(#[from] LoadError),
+    #[error("{limit} tasks are running already (-max-tasks); retry later")]
+    Busy { limit: usize },
 }
 
 #[derive(Clone)]
@@ -54,7 +57,13 @@ pub struct Runner {
     timeout: Duration,
     running: Arc<Mutex<BTreeSet<String>>>,
     path: Option<String>,
+    /// Bounds the tasks running at once, so a flood of webhooks cannot exhaust the machine.
+    slots: Arc<Semaphore>,
+    limit: usize,
 }
+
+/// Tasks running at once unless [`Runner::with_limit`] says otherwise.
+pub const DEFAULT_MAX_TASKS: usize = 64;
 
 impl Runner {
     pub fn new(allowed: impl IntoIterator<Item = String>, timeout: Duration) -> Runner {
@@ -64,7 +73,15 @@ impl Runner {
             timeout,
             running: Arc::default(),
             path: None,
+            slots: Arc::new(Semaphore::new(DEFAULT_MAX_TASKS)),
+            limit: DEFAULT_MAX_TASKS,
         }
+    }
+
+    pub fn with_limit(mut self, limit: usize) -> Runner {
+        self.slots = Arc::new(Semaphore::new(limit));
+        self.limit = limit;
+        self
     }
 
     /// Programs are looked up in `path` (a PATH value) instead of the service's own PATH.
@@ -84,6 +101,9 @@ impl Runner {
                 });
             }
         }
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            return Err(RunError::Busy { limit: self.limit });
+        };
         match task {
             Task::Load(spec) => Ok(Outcome::Report(load::run(&spec).await?)),
             Task::NGrinder(test) => {
@@ -121,7 +141,7 @@ impl Runner {
                     Err(RunError::Spawn { source, .. })
                         if program == "hey" && source.kind() == std::io::ErrorKind::NotFound =>
                     {
-                        return self.hey_built_in(key, &args, command);
+                        return self.hey_built_in(key, &args, command, slot);
                     }
                     Err(error) => {
                         self.forget(&key);
@@ -130,6 +150,7 @@ impl Runner {
                 };
                 let runner = self.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     match runner.wait(&program, child).await {
                         Ok((success, output)) => {
                             tracing::info!(%command, success, output = %last_line(&output), "command finished")
@@ -148,7 +169,13 @@ impl Runner {
         }
     }
 
-    fn hey_built_in(&self, key: String, args: &[String], command: String) -> Result<Outcome, RunError> {
+    fn hey_built_in(
+        &self,
+        key: String,
+        args: &[String],
+        command: String,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Outcome, RunError> {
         let Some(spec) = load::from_hey(args) else {
             self.forget(&key);
             let reason =
@@ -157,6 +184,7 @@ impl Runner {
         };
         let runner = self.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match load::run(&spec).await {
                 Ok(report) => {
                     tracing::info!(%command, requests = report.requests, p99_ms = report.p99_ms, "built-in load finished")

@@ -288,3 +288,33 @@ async fn bats_acceptance_tests_pass_or_fail_the_webhook() {
     assert_eq!(status, 500);
     assert!(body.contains("not ok 1 answers 200"), "{body}");
 }
+
+/// At most `-max-tasks` tasks at a time: one more is turned away (429) while they run.
+#[tokio::test]
+async fn tasks_beyond_the_limit_are_turned_away() {
+    let slow = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("listen");
+    let slow_url = format!("http://{}/", slow.local_addr().expect("address"));
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = slow.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let runner = Runner::new(DEFAULT_ALLOWED.map(String::from), Duration::from_secs(2)).with_limit(1);
+    let tester = LoadTester::start(Service::new(runner, GateStore::memory(), None, None)).await;
+    let first = json!({ "cmd": format!("curl -s --max-time 60 {slow_url}a") });
+    let second = json!({ "cmd": format!("curl -s --max-time 60 {slow_url}b") });
+    assert_eq!(tester.post("/", payload("test", first)).await.0, 202);
+    let (status, body) = tester.post("/", payload("test", second.clone())).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (429, "1 tasks are running already (-max-tasks); retry later")
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        tester.post("/", payload("test", second)).await.0,
+        202,
+        "a slot is free after the timeout"
+    );
+    held.abort();
+}
