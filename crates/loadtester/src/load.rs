@@ -57,65 +57,142 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
     }
     let client = builder.build().map_err(|e| LoadError::Invalid(e.to_string()))?;
     let histogram = Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| LoadError::Invalid(e.to_string()))?;
-    let tally = Arc::new(Mutex::new(Tally {
-        histogram,
-        responses: BTreeMap::new(),
-    }));
     let started = Instant::now();
     let deadline = started + spec.duration;
-    let permits = Arc::new(Semaphore::new(spec.concurrency));
-    let mut requests = 0u64;
-    let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        let intended = if spec.rate > 0.0 {
-            started + Duration::from_secs_f64(requests as f64 / spec.rate)
-        } else {
-            Instant::now()
-        };
-        if intended >= deadline {
-            break;
-        }
-        tokio::time::sleep_until(intended.into()).await;
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
-        requests += 1;
-        let mut request = client.request(method.clone(), &spec.url);
-        for (name, value) in &spec.headers {
-            request = request.header(name, value);
-        }
-        if let Some(body) = &spec.body {
-            request = request.body(body.clone());
-        }
-        let tally = tally.clone();
-        tasks.spawn(async move {
-            let outcome = match request.send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16().to_string();
-                    let _ = response.bytes().await;
-                    status
-                }
-                Err(_) => "error".to_string(),
-            };
-            let micros = intended.elapsed().as_micros().min(60_000_000) as u64;
-            let mut tally = tally.lock().await;
-            let _ = tally.histogram.record(micros.max(1));
-            *tally.responses.entry(outcome).or_insert(0) += 1;
-            drop(permit);
-        });
-        while tasks.try_join_next().is_some() {}
-    }
-    while tasks.join_next().await.is_some() {}
-    let tally = tally.lock().await;
+    let request = Arc::new(Template {
+        client,
+        method,
+        spec: spec.clone(),
+    });
+    let tally = if spec.rate > 0.0 {
+        open_loop(&request, histogram, started, deadline).await
+    } else {
+        closed_loop(&request, histogram, deadline).await
+    };
     let quantile = |q: f64| tally.histogram.value_at_quantile(q) as f64 / 1000.0;
     Ok(LoadReport {
-        requests,
+        requests: tally.responses.values().sum(),
         responses: tally.responses.clone(),
         p50_ms: quantile(0.5),
         p90_ms: quantile(0.9),
         p99_ms: quantile(0.99),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+struct Template {
+    client: reqwest::Client,
+    method: reqwest::Method,
+    spec: LoadSpec,
+}
+
+impl Template {
+    /// Sends one request; the answer's status, or `error`.
+    async fn send(&self) -> String {
+        let mut request = self.client.request(self.method.clone(), &self.spec.url);
+        for (name, value) in &self.spec.headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = &self.spec.body {
+            request = request.body(body.clone());
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16().to_string();
+                let _ = response.bytes().await;
+                status
+            }
+            Err(_) => "error".to_string(),
+        }
+    }
+}
+
+impl Tally {
+    fn record(&mut self, since: Instant, outcome: String) {
+        let micros = since.elapsed().as_micros().min(60_000_000) as u64;
+        let _ = self.histogram.record(micros.max(1));
+        *self.responses.entry(outcome).or_insert(0) += 1;
+    }
+
+    fn merge(&mut self, other: Tally) {
+        let _ = self.histogram.add(&other.histogram);
+        for (outcome, count) in other.responses {
+            *self.responses.entry(outcome).or_insert(0) += count;
+        }
+    }
+}
+
+/// At the fixed rate: request i is due at start + i / rate and its latency counts from then;
+/// `concurrency` bounds the requests in flight.
+async fn open_loop(request: &Arc<Template>, histogram: Histogram<u64>, started: Instant, deadline: Instant) -> Tally {
+    let empty = Histogram::new_from(&histogram);
+    let tally = Arc::new(Mutex::new(Tally {
+        histogram,
+        responses: BTreeMap::new(),
+    }));
+    let permits = Arc::new(Semaphore::new(request.spec.concurrency));
+    let mut sent = 0u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let intended = started + Duration::from_secs_f64(sent as f64 / request.spec.rate);
+        if intended >= deadline {
+            break;
+        }
+        // Timers have a millisecond's granularity: sleep only when the request is not due yet.
+        if intended > Instant::now() {
+            tokio::time::sleep_until(intended.into()).await;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        sent += 1;
+        let (request, tally) = (request.clone(), tally.clone());
+        tasks.spawn(async move {
+            let outcome = request.send().await;
+            tally.lock().await.record(intended, outcome);
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let mut tally = tally.lock().await;
+    std::mem::replace(
+        &mut *tally,
+        Tally {
+            histogram: empty,
+            responses: BTreeMap::new(),
+        },
+    )
+}
+
+/// As fast as possible: `concurrency` workers, each with its own tally, merged at the end.
+async fn closed_loop(request: &Arc<Template>, histogram: Histogram<u64>, deadline: Instant) -> Tally {
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..request.spec.concurrency {
+        let request = request.clone();
+        let mut tally = Tally {
+            histogram: Histogram::new_from(&histogram),
+            responses: BTreeMap::new(),
+        };
+        workers.spawn(async move {
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let outcome = request.send().await;
+                tally.record(sent, outcome);
+            }
+            tally
+        });
+    }
+    let mut total = Tally {
+        histogram,
+        responses: BTreeMap::new(),
+    };
+    while let Some(worker) = workers.join_next().await {
+        if let Ok(tally) = worker {
+            total.merge(tally);
+        }
+    }
+    total
 }
 
 /// Reads a `hey` command line (`hey -z 1m -q 10 -c 2 [-m POST] [-d BODY] [-H header] [-h2] URL`)

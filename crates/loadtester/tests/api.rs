@@ -318,3 +318,26 @@ async fn tasks_beyond_the_limit_are_turned_away() {
     );
     held.abort();
 }
+
+/// At the timeout the whole process group dies, not only the program the task started: a
+/// `sleep` that bash left running in the background is gone too.
+#[tokio::test]
+async fn the_timeout_kills_the_whole_process_group() {
+    let directory = tempfile::tempdir().expect("directory");
+    let pid_file = directory.path().join("sleep.pid");
+    let runner = Runner::new(["bash".to_string()], Duration::from_secs(1));
+    let tester = LoadTester::start(Service::new(runner, GateStore::memory(), None, None)).await;
+    let script = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
+    let (status, body) = tester
+        .post("/", payload("test", json!({ "type": "bash", "cmd": script })))
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (500, "bash did not finish within 1s and was killed")
+    );
+    let pid = std::fs::read_to_string(&pid_file).expect("the script wrote its child's pid");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let alive = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()))
+        .is_ok_and(|status| !status.lines().any(|l| l.starts_with("State:") && l.contains('Z')));
+    assert!(!alive, "the background sleep {} outlived the timeout", pid.trim());
+}
