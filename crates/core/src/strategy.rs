@@ -30,14 +30,6 @@ impl Strategy {
             Strategy::BlueGreen { .. } => "blue-green",
         }
     }
-
-    /// The number of analysis iterations, for A/B and blue/green.
-    pub fn iterations(&self) -> Option<i32> {
-        match self {
-            Strategy::Progressive { .. } => None,
-            Strategy::AbTesting { iterations } | Strategy::BlueGreen { iterations, .. } => Some(*iterations),
-        }
-    }
 }
 
 /// Routers that can only send all traffic to one side: the strategy becomes blue/green.

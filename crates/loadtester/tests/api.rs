@@ -52,6 +52,19 @@ impl Drop for LoadTester {
     }
 }
 
+/// A loopback server that accepts connections and never answers: it holds a curl until killed.
+async fn slow_server() -> (String, tokio::task::JoinHandle<()>) {
+    let slow = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("listen");
+    let url = format!("http://{}/", slow.local_addr().expect("address"));
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = slow.accept().await {
+            sockets.push(socket);
+        }
+    });
+    (url, held)
+}
+
 fn service(timeout: Duration) -> Service {
     Service::new(
         Runner::new(DEFAULT_ALLOWED.map(String::from), timeout),
@@ -182,14 +195,7 @@ async fn blocking_tasks_return_their_output_when_asked() {
 /// and the timeout kills the running one.
 #[tokio::test]
 async fn background_commands_run_once_per_canary_and_die_at_the_timeout() {
-    let slow = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("listen");
-    let slow_url = format!("http://{}/", slow.local_addr().expect("address"));
-    let held = tokio::spawn(async move {
-        let mut sockets = Vec::new();
-        while let Ok((socket, _)) = slow.accept().await {
-            sockets.push(socket);
-        }
-    });
+    let (slow_url, held) = slow_server().await;
     let tester = LoadTester::start(service(Duration::from_secs(2))).await;
     let command = json!({ "cmd": format!("curl -s --max-time 60 {slow_url}") });
     assert_eq!(
@@ -292,14 +298,7 @@ async fn bats_acceptance_tests_pass_or_fail_the_webhook() {
 /// At most `-max-tasks` tasks at a time: one more is turned away (429) while they run.
 #[tokio::test]
 async fn tasks_beyond_the_limit_are_turned_away() {
-    let slow = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("listen");
-    let slow_url = format!("http://{}/", slow.local_addr().expect("address"));
-    let held = tokio::spawn(async move {
-        let mut sockets = Vec::new();
-        while let Ok((socket, _)) = slow.accept().await {
-            sockets.push(socket);
-        }
-    });
+    let (slow_url, held) = slow_server().await;
     let runner = Runner::new(DEFAULT_ALLOWED.map(String::from), Duration::from_secs(2)).with_limit(1);
     let tester = LoadTester::start(Service::new(runner, GateStore::memory(), None, None)).await;
     let first = json!({ "cmd": format!("curl -s --max-time 60 {slow_url}a") });

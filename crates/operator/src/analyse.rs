@@ -64,14 +64,9 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
     let tracked = configs::observe(context, &namespace, &template).await?;
     let revision = revision(&template, &tracked.hashes());
 
-    let provider = canary.spec.provider.unwrap_or(context.config.mesh_provider);
-    let router = match router::for_provider(provider, &context.client) {
-        Ok(router) => router,
-        Err(error) => {
-            problem(context, canary, phase, error.reason(), error.to_string()).await?;
-            return Ok(Requeue::await_change());
-        }
-    };
+    let provider = context.config.provider_of(&canary.spec);
+    // An unsupported provider is a user error: the controller reports it in the status.
+    let router = router::for_provider(provider, &context.client)?;
     let status = adopt_foreign_status(
         status,
         &revision,

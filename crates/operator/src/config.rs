@@ -1,3 +1,4 @@
+use serin_api::CanarySpec;
 use serin_api::canary::Provider;
 use serin_core::naming::DEFAULT_SELECTOR_LABELS;
 
@@ -20,6 +21,13 @@ pub struct Config {
     pub event_webhook: Option<String>,
     /// Name this operator gives itself in Events and field managers.
     pub controller_name: String,
+}
+
+impl Config {
+    /// The traffic provider of a Canary: its own, or `-mesh-provider`.
+    pub fn provider_of(&self, spec: &CanarySpec) -> Provider {
+        spec.provider.unwrap_or(self.mesh_provider)
+    }
 }
 
 impl Default for Config {

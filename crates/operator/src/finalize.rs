@@ -12,6 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
+use serin_api::canary::defaults::READY_THRESHOLD_PERCENT;
 use serin_api::{Canary, Phase};
 use serin_core::naming::{primary_name, selector_label};
 use serin_core::readiness::Readiness;
@@ -87,14 +88,16 @@ pub async fn revert(canary: &Canary, context: &Context) -> Result<Action, Error>
             )
             .await?;
         }
-        let provider = canary.spec.provider.unwrap_or(context.config.mesh_provider);
-        if let Ok(router) = router::for_provider(provider, &context.client) {
+        if let Ok(router) = router::for_provider(context.config.provider_of(&canary.spec), &context.client) {
             router.revert(canary).await?;
         }
         let fresh = Workload::get(&context.client, &namespace, target_ref.kind, target_name)
             .await?
             .unwrap_or(target);
-        let threshold = canary.spec.analysis().map_or(100, |a| a.canary_ready_threshold());
+        let threshold = canary
+            .spec
+            .analysis()
+            .map_or(READY_THRESHOLD_PERCENT, |a| a.canary_ready_threshold());
         if let Readiness::Waiting(why) = fresh.readiness(threshold, canary.spec.progress_deadline_seconds(), now) {
             let next = status::transition(
                 &current,

@@ -53,14 +53,8 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
 
-    let provider = canary.spec.provider.unwrap_or(context.config.mesh_provider);
-    let router = match router::for_provider(provider, &context.client) {
-        Ok(router) => router,
-        Err(error) => {
-            problem(context, canary, Phase::Initializing, error.reason(), error.to_string()).await?;
-            return Ok(Action::await_change());
-        }
-    };
+    // An unsupported provider is a user error: the controller reports it in the status.
+    let router = router::for_provider(context.config.provider_of(&canary.spec), &context.client)?;
 
     let kind = format!("{:?}", target_ref.kind);
     let Some(target) = Workload::get(&context.client, &namespace, target_ref.kind, &target_ref.name).await? else {
