@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 
+use crate::duration::DurationError;
 use crate::service::CanaryService;
 
 /// Names of the metrics every provider computes without a MetricTemplate.
@@ -466,8 +467,28 @@ pub struct CanaryStatus {
     pub last_applied_spec: Option<String>,
     /// Revision last promoted to the primary.
     pub last_promoted_spec: Option<String>,
+    /// When the phase last changed or the last analysis step ran.
+    // Written with milliseconds (RFC 3339 allows them; Go's `metav1.Time` reads them) so that
+    // steps paced from it are never early.
+    #[serde(serialize_with = "precise_time::serialize", default)]
     pub last_transition_time: Option<Time>,
     pub conditions: Option<Vec<CanaryCondition>>,
+}
+
+mod precise_time {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(time: &Option<Time>, serializer: S) -> Result<S::Ok, S::Error> {
+        match time {
+            Some(Time(timestamp)) => {
+                let text = k8s_openapi::jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%S%.3fZ", *timestamp)
+                    .map_err(serde::ser::Error::custom)?;
+                serializer.serialize_str(&text)
+            }
+            None => serializer.serialize_none(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
@@ -555,16 +576,19 @@ pub mod defaults {
 }
 
 impl CanaryAnalysis {
-    /// Time between steps; `None` when `interval` does not parse (the CRD rejects such values).
-    pub fn interval(&self) -> Option<std::time::Duration> {
+    /// Time between steps; an error says what is wrong with `interval` (serin's CRD rejects
+    /// such values, but a Canary stored under Flagger's CRD may hold one).
+    pub fn interval(&self) -> Result<std::time::Duration, DurationError> {
         match &self.interval {
-            None => Some(defaults::INTERVAL),
-            Some(text) => crate::duration::parse(text).ok(),
+            None => Ok(defaults::INTERVAL),
+            Some(text) => crate::duration::parse_positive(text),
         }
     }
 
+    /// Failed checks before a rollback; 0 or less counts as 1, as Flagger's
+    /// `GetAnalysisThreshold` (pkg/apis/flagger/v1beta1/canary.go) reads it.
     pub fn threshold(&self) -> i32 {
-        self.threshold.unwrap_or(defaults::THRESHOLD)
+        self.threshold.filter(|t| *t > 0).unwrap_or(defaults::THRESHOLD)
     }
 
     pub fn primary_ready_threshold(&self) -> i32 {
@@ -585,10 +609,10 @@ impl CanaryMetric {
 }
 
 impl CanaryWebhook {
-    pub fn timeout(&self) -> Option<std::time::Duration> {
+    pub fn timeout(&self) -> Result<std::time::Duration, DurationError> {
         match &self.timeout {
-            None => Some(defaults::WEBHOOK_TIMEOUT),
-            Some(text) => crate::duration::parse(text).ok(),
+            None => Ok(defaults::WEBHOOK_TIMEOUT),
+            Some(text) => crate::duration::parse_positive(text),
         }
     }
 
@@ -610,7 +634,7 @@ mod tests {
     #[test]
     fn defaults_are_flaggers() {
         let analysis = CanaryAnalysis::default();
-        assert_eq!(analysis.interval(), Some(Duration::from_secs(60)));
+        assert_eq!(analysis.interval(), Ok(Duration::from_secs(60)));
         assert_eq!(analysis.threshold(), 1);
         assert_eq!(
             (analysis.primary_ready_threshold(), analysis.canary_ready_threshold()),
@@ -618,7 +642,7 @@ mod tests {
         );
         assert_eq!(CanaryMetric::default().interval(), "1m");
         let hook = CanaryWebhook::default();
-        assert_eq!(hook.timeout(), Some(Duration::from_secs(10)));
+        assert_eq!(hook.timeout(), Ok(Duration::from_secs(10)));
         assert_eq!(hook.kind(), HookType::Rollout);
         let spec: CanarySpec = serde_json::from_value(
             serde_json::json!({ "targetRef": { "kind": "Deployment", "name": "a" }, "service": { "port": 80 } }),
@@ -635,15 +659,45 @@ mod tests {
             threshold: Some(5),
             ..Default::default()
         };
-        assert_eq!(analysis.interval(), Some(Duration::from_secs(90)));
+        assert_eq!(analysis.interval(), Ok(Duration::from_secs(90)));
         assert_eq!(analysis.threshold(), 5);
+        let zero = CanaryAnalysis {
+            threshold: Some(0),
+            interval: Some("-1s".into()),
+            ..Default::default()
+        };
+        assert_eq!(zero.threshold(), 1, "a threshold of 0 counts as 1");
+        assert_eq!(zero.interval(), Err(DurationError::NotPositive("-1s".into())));
         let hook = CanaryWebhook {
             timeout: Some("30s".into()),
             type_: Some(HookType::PreRollout),
             ..Default::default()
         };
-        assert_eq!(hook.timeout(), Some(Duration::from_secs(30)));
+        assert_eq!(hook.timeout(), Ok(Duration::from_secs(30)));
         assert_eq!(hook.kind(), HookType::PreRollout);
+    }
+
+    #[test]
+    fn the_status_keeps_milliseconds_of_its_transition_time() {
+        let at = k8s_openapi::jiff::Timestamp::from_millisecond(1_800_000_000_250).expect("time");
+        let status = CanaryStatus {
+            last_transition_time: Some(Time(at)),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&status).expect("serialize");
+        assert_eq!(json["lastTransitionTime"], "2027-01-15T08:00:00.250Z");
+        let back: CanaryStatus = serde_json::from_value(json).expect("deserialize");
+        assert_eq!(back, status);
+        let seconds: CanaryStatus =
+            serde_json::from_value(serde_json::json!({ "lastTransitionTime": "2027-01-15T08:00:00Z" }))
+                .expect("Go's form");
+        assert_eq!(
+            seconds.last_transition_time,
+            Some(Time(
+                at.checked_sub(k8s_openapi::jiff::SignedDuration::from_millis(250))
+                    .expect("time")
+            ))
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Metric checks: the range a value must fall in, the verdict, and the message that shows the
-//! measured value (Flagger only says that a check failed).
-
-use std::collections::BTreeMap;
+//! measured value (Flagger only says that a check failed). Queries are rendered by
+//! [`crate::query_template`].
 
 use serin_api::canary::{CanaryMetric, ThresholdRange};
 
@@ -55,59 +54,6 @@ pub fn judge(name: &str, value: f64, range: &ThresholdRange) -> Verdict {
         passed: true,
         message: format!("{shown} is {bounds}"),
     }
-}
-
-/// Values a query template can use, as `{{ name }}` or `{{ variables.key }}`.
-#[derive(Debug, Clone, Default)]
-pub struct TemplateValues<'a> {
-    pub name: &'a str,
-    pub namespace: &'a str,
-    pub target: &'a str,
-    pub service: &'a str,
-    pub ingress: &'a str,
-    pub route: &'a str,
-    pub interval: &'a str,
-    pub variables: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateError {
-    #[error(
-        "unknown template variable {{{{ {0} }}}}; use name, namespace, target, service, ingress, route, interval or variables.<key>"
-    )]
-    Unknown(String),
-    #[error("unclosed {{{{ in the query template")]
-    Unclosed,
-}
-
-/// Renders a MetricTemplate query: `{{ namespace }}`, `{{ variables.quantile }}` and so on.
-pub fn render(template: &str, values: &TemplateValues) -> Result<String, TemplateError> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or(TemplateError::Unclosed)?;
-        let key = after[..end].trim().trim_start_matches('.');
-        let value = match key {
-            "name" => values.name,
-            "namespace" => values.namespace,
-            "target" => values.target,
-            "service" => values.service,
-            "ingress" => values.ingress,
-            "route" => values.route,
-            "interval" => values.interval,
-            other => other
-                .strip_prefix("variables.")
-                .and_then(|k| values.variables.get(k))
-                .map(String::as_str)
-                .ok_or_else(|| TemplateError::Unknown(other.to_string()))?,
-        };
-        out.push_str(value);
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -171,31 +117,5 @@ mod tests {
             ..metric("x")
         };
         assert_eq!(super::range(&both), range(Some(1.0), None), "thresholdRange wins");
-    }
-
-    #[test]
-    fn renders_templates() {
-        let values = TemplateValues {
-            name: "podinfo",
-            namespace: "test",
-            target: "podinfo",
-            interval: "1m",
-            variables: BTreeMap::from([("quantile".to_string(), "0.99".to_string())]),
-            ..Default::default()
-        };
-        let query = "histogram_quantile({{ variables.quantile }}, rate(x{ns=\"{{namespace}}\",pod=~\"{{ .target }}-.*\"}[{{ interval }}]))";
-        assert_eq!(
-            render(query, &values),
-            Ok("histogram_quantile(0.99, rate(x{ns=\"test\",pod=~\"podinfo-.*\"}[1m]))".to_string())
-        );
-        assert_eq!(
-            render("{{ nope }}", &values),
-            Err(TemplateError::Unknown("nope".into()))
-        );
-        assert_eq!(
-            render("{{ variables.missing }}", &values),
-            Err(TemplateError::Unknown("variables.missing".into()))
-        );
-        assert_eq!(render("x {{ namespace", &values), Err(TemplateError::Unclosed));
     }
 }

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
 /// Labels looked up, in order, in the target's selector when `-selector-labels` is not given.
 pub const DEFAULT_SELECTOR_LABELS: [&str; 3] = ["app", "name", "app.kubernetes.io/name"];
 
@@ -89,5 +91,47 @@ mod tests {
         };
         assert_eq!(label.primary_selector(), labels(&[("app", "podinfo-primary")]));
         assert_eq!(label.canary_selector(), labels(&[("app", "podinfo")]));
+    }
+}
+
+/// The Canary other than the one with `canary_uid` that controls an object, by name: a target
+/// can have only one Canary, and serin never takes an object another Canary controls.
+pub fn controlled_by_other_canary(owners: &[OwnerReference], canary_uid: &str) -> Option<String> {
+    owners
+        .iter()
+        .find(|owner| {
+            owner.controller == Some(true)
+                && owner.kind == "Canary"
+                && owner.api_version.starts_with("flagger.app/")
+                && owner.uid != canary_uid
+        })
+        .map(|owner| owner.name.clone())
+}
+
+#[cfg(test)]
+mod ownership_tests {
+    use super::*;
+
+    fn owner(kind: &str, uid: &str, controller: bool) -> OwnerReference {
+        OwnerReference {
+            api_version: "flagger.app/v1beta1".into(),
+            kind: kind.into(),
+            name: format!("{kind}-{uid}"),
+            uid: uid.into(),
+            controller: Some(controller),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn another_canarys_objects_are_recognised() {
+        assert_eq!(controlled_by_other_canary(&[], "a"), None);
+        assert_eq!(controlled_by_other_canary(&[owner("Canary", "a", true)], "a"), None);
+        assert_eq!(
+            controlled_by_other_canary(&[owner("Canary", "b", true)], "a"),
+            Some("Canary-b".into())
+        );
+        assert_eq!(controlled_by_other_canary(&[owner("Canary", "b", false)], "a"), None);
+        assert_eq!(controlled_by_other_canary(&[owner("ReplicaSet", "b", true)], "a"), None);
     }
 }

@@ -142,27 +142,39 @@ pub fn primary_daemon_set(
     }
 }
 
-/// Whether the primary runs the target's template, apart from the selector label's value and
-/// the `-primary` copies of the tracked configs.
+/// Whether the primary runs the target's template, apart from the selector label's value, the
+/// `-primary` copies of the tracked configs, and what Flagger changes in its primaries: the
+/// `flagger-id` pod annotation and the dropped `*toolkit.fluxcd.io*` annotations (Flagger's
+/// `makeAnnotations`, pkg/canary/util.go), so a primary Flagger made is recognised.
 pub fn same_template(
     primary: &PodTemplateSpec,
     target: &PodTemplateSpec,
     label: &SelectorLabel,
     tracked: &BTreeSet<ConfigRef>,
 ) -> bool {
-    let without_label = |template: &PodTemplateSpec| {
+    let comparable = |template: &PodTemplateSpec| {
         let mut template = template.clone();
-        if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
-            labels.remove(&label.key);
+        if let Some(metadata) = template.metadata.as_mut() {
+            if let Some(labels) = metadata.labels.as_mut() {
+                labels.remove(&label.key);
+            }
+            if let Some(annotations) = metadata.annotations.as_mut() {
+                annotations.retain(|key, _| key != FLAGGER_ID_ANNOTATION && !key.contains("toolkit.fluxcd.io"));
+            }
+            metadata.labels = metadata.labels.take().filter(|l| !l.is_empty());
+            metadata.annotations = metadata.annotations.take().filter(|a| !a.is_empty());
         }
         template
     };
-    let mut target_template = without_label(target);
+    let mut target_template = comparable(target);
     if let Some(spec) = target_template.spec.as_mut() {
         use_primary_copies(spec, tracked);
     }
-    without_label(primary) == target_template
+    comparable(primary) == target_template
 }
+
+/// The pod annotation Flagger sets on its primaries to force a rolling update at promotion.
+pub const FLAGGER_ID_ANNOTATION: &str = "flagger-id";
 
 fn copied(from: Option<&BTreeMap<String, String>>, prefixes: &[String]) -> BTreeMap<String, String> {
     let included = |key: &str| {
@@ -342,6 +354,23 @@ mod tests {
             &label,
             &BTreeSet::new()
         ));
+    }
+
+    #[test]
+    fn a_primary_flagger_made_is_recognised() {
+        let mut target = target(Some(2));
+        let primary = build(&target, &[], None);
+        let label = SelectorLabel {
+            key: "app".into(),
+            value: "podinfo".into(),
+        };
+        let mut flaggers = primary.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        flaggers.metadata.get_or_insert_with(Default::default).annotations =
+            Some(map(&[(FLAGGER_ID_ANNOTATION, "1b6c9a52-7a0e-4d35-9a5e-0c3d8f1e2a4b")]));
+        let spec = target.spec.as_mut().expect("spec");
+        spec.template.metadata.get_or_insert_with(Default::default).annotations =
+            Some(map(&[("kustomize.toolkit.fluxcd.io/reconcile", "disabled")]));
+        assert!(same_template(&flaggers, &spec.template, &label, &BTreeSet::new()));
     }
 
     #[test]

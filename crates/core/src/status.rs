@@ -45,6 +45,23 @@ pub fn initialized(
     changed(current, &next).then_some(next)
 }
 
+/// Taking over a Canary from Flagger: its status holds Flagger's hashes, which never equal a
+/// serin revision. When the target runs what the primary runs, the revision is the one Flagger
+/// promoted, so it is recorded as applied and promoted and no rollout starts; otherwise the
+/// status is left as it is and the differing revision is rolled out.
+pub fn adopt_flagger_status(status: &CanaryStatus, revision: &str, target_matches_primary: bool) -> CanaryStatus {
+    let mut adopted = status.clone();
+    let flaggers = status
+        .last_applied_spec
+        .as_deref()
+        .is_some_and(|hash| !crate::revision::is_serin_hash(hash));
+    if flaggers && target_matches_primary {
+        adopted.last_applied_spec = Some(revision.to_string());
+        adopted.last_promoted_spec = Some(revision.to_string());
+    }
+    adopted
+}
+
 pub fn promoted_condition(status: &CanaryStatus) -> Option<&CanaryCondition> {
     status
         .conditions
@@ -131,6 +148,30 @@ mod tests {
             Some(Time(at(10))),
             "same phase keeps its transition time"
         );
+    }
+
+    #[test]
+    fn a_status_flagger_wrote_is_taken_over_without_a_rollout() {
+        let flaggers = CanaryStatus {
+            phase: Some(Phase::Succeeded),
+            last_applied_spec: Some("5d8f7b9c8".into()),
+            last_promoted_spec: Some("5d8f7b9c8".into()),
+            ..Default::default()
+        };
+        let adopted = adopt_flagger_status(&flaggers, "s1-0123456789abcdef", true);
+        assert_eq!(adopted.last_applied_spec.as_deref(), Some("s1-0123456789abcdef"));
+        assert_eq!(adopted.last_promoted_spec.as_deref(), Some("s1-0123456789abcdef"));
+        assert_eq!(adopted.phase, Some(Phase::Succeeded));
+        assert_eq!(
+            adopt_flagger_status(&flaggers, "s1-0123456789abcdef", false),
+            flaggers,
+            "a target that differs from the primary is a new revision"
+        );
+        let serins = CanaryStatus {
+            last_applied_spec: Some("s1-fedcba9876543210".into()),
+            ..flaggers
+        };
+        assert_eq!(adopt_flagger_status(&serins, "s1-0123456789abcdef", true), serins);
     }
 
     #[test]

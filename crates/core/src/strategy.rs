@@ -32,6 +32,9 @@ impl Strategy {
     }
 }
 
+/// Iterations of a blue/green rollout on the kubernetes provider when the analysis sets none.
+pub const KUBERNETES_DEFAULT_ITERATIONS: i32 = 10;
+
 /// Routers that can only send all traffic to one side: the strategy becomes blue/green.
 pub fn supports_weights(provider: Provider) -> bool {
     provider != Provider::Kubernetes
@@ -44,8 +47,15 @@ pub fn strategy(analysis: &CanaryAnalysis, provider: Provider) -> Strategy {
     let iterations = analysis.iterations.unwrap_or(0);
     let has_match = analysis.match_.as_ref().is_some_and(|m| !m.is_empty());
     if !supports_weights(provider) {
+        // Flagger's scheduler.go: "Progressive traffic is not supported when using the kubernetes
+        // provider", then "Setting canaryAnalysis.iterations: 10"; a match is dropped.
+        let iterations = if iterations < 1 {
+            KUBERNETES_DEFAULT_ITERATIONS
+        } else {
+            iterations
+        };
         return Strategy::BlueGreen {
-            iterations: iterations.max(1),
+            iterations,
             mirror: false,
         };
     }
@@ -81,7 +91,7 @@ pub fn next_weight(steps: &Steps, max_weight: i32, current: i32) -> Option<i32> 
         return None;
     }
     let next = match steps {
-        Steps::Fixed(step) => current + (*step).max(1),
+        Steps::Fixed(step) => current.saturating_add((*step).max(1)),
         Steps::List(list) => list.iter().copied().find(|w| *w > current).unwrap_or(max_weight),
     };
     Some(next.min(max_weight).min(100))
@@ -182,7 +192,7 @@ mod tests {
                 analysis(|a| a.step_weight = Some(10)),
                 Provider::Kubernetes,
                 Strategy::BlueGreen {
-                    iterations: 1,
+                    iterations: 10,
                     mirror: false,
                 },
             ),

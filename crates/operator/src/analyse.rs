@@ -11,9 +11,10 @@ use kube::runtime::events::EventType;
 use serin_api::canary::{CanaryAnalysis, HookType};
 use serin_api::{Canary, CanaryStatus, Phase};
 use serin_core::analysis::{Action, Decision, Gate, GateResult, Gates, Observation, Outcome, Subject, decide};
-use serin_core::naming::{primary_name, selector_label};
+use serin_core::naming::{SelectorLabel, primary_name, selector_label};
 use serin_core::primary::same_template;
-use serin_core::revision::{is_serin_hash, revision};
+use serin_core::revision::revision;
+use serin_core::status::adopt_flagger_status;
 
 use crate::Error;
 use crate::controller::Context;
@@ -35,6 +36,8 @@ struct Scope<'a> {
     analysis: CanaryAnalysis,
     revision: String,
     target: Workload,
+    /// The target's selector label; `None` when it lost it (core then refuses to promote).
+    label: Option<SelectorLabel>,
     primary: Workload,
     tracked: Tracked,
 }
@@ -60,6 +63,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
         problem(context, canary, Phase::Initializing, "PrimaryMissing", message).await?;
         return Ok(Requeue::await_change());
     };
+    refuse_if_managed_by_another_canary(canary, &primary)?;
     let template = target.template();
     let tracked = configs::observe(context, &namespace, &template).await?;
     let revision = revision(&template, &tracked.hashes());
@@ -67,14 +71,11 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
     let provider = context.config.provider_of(&canary.spec);
     // An unsupported provider is a user error: the controller reports it in the status.
     let router = router::for_provider(provider, &context.client)?;
-    let status = adopt_foreign_status(
-        status,
-        &revision,
-        &primary,
-        &target,
-        &context.config.selector_labels,
-        &tracked,
-    );
+    let label = selector_label(&target.match_labels(), &context.config.selector_labels);
+    let target_matches_primary = label
+        .as_ref()
+        .is_some_and(|label| same_template(&primary.template(), &target.template(), label, &tracked.references()));
+    let status = adopt_flagger_status(&status, &revision, target_matches_primary);
     let analysis = canary.spec.analysis().cloned().unwrap_or_default();
     let scope = Scope {
         context,
@@ -84,6 +85,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
         analysis,
         revision,
         target,
+        label,
         primary,
         tracked,
     };
@@ -102,6 +104,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
             .primary
             .readiness(scope.analysis.primary_ready_threshold(), deadline, now),
         provider,
+        target_has_selector_label: scope.label.is_some(),
     };
     let name = canary.name_any();
     let subject = Subject {
@@ -124,27 +127,17 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
     Ok(outcome.requeue.map_or_else(Requeue::await_change, Requeue::requeue))
 }
 
-/// A status written by Flagger holds hashes in Flagger's format. When the target already equals
-/// the primary there is nothing to roll out: take the current revision as applied and promoted.
-fn adopt_foreign_status(
-    mut status: CanaryStatus,
-    revision: &str,
-    primary: &Workload,
-    target: &Workload,
-    selector_labels: &[String],
-    tracked: &Tracked,
-) -> CanaryStatus {
-    let foreign = status
-        .last_applied_spec
-        .as_deref()
-        .is_some_and(|hash| !is_serin_hash(hash));
-    let same = selector_label(&target.match_labels(), selector_labels)
-        .is_some_and(|label| same_template(&primary.template(), &target.template(), &label, &tracked.references()));
-    if foreign && same {
-        status.last_applied_spec = Some(revision.to_string());
-        status.last_promoted_spec = Some(revision.to_string());
+/// A target has one Canary: the primary another Canary controls is never touched.
+pub fn refuse_if_managed_by_another_canary(canary: &Canary, primary: &Workload) -> Result<(), Error> {
+    let uid = canary.uid().unwrap_or_default();
+    match serin_core::naming::controlled_by_other_canary(&primary.owner_references(), &uid) {
+        Some(owner) => Err(Error::TargetTaken {
+            kind: primary.kind(),
+            target: canary.spec.target_ref.name.clone(),
+            owner,
+        }),
+        None => Ok(()),
     }
-    status
 }
 
 async fn carry_out(scope: &Scope<'_>, router: &dyn Router, outcome: &Outcome) -> Result<(), Error> {
@@ -163,17 +156,9 @@ async fn carry_out(scope: &Scope<'_>, router: &dyn Router, outcome: &Outcome) ->
             }
             Action::Route(routes) => router.set_routes(canary, *routes).await?,
             Action::PromotePrimary => {
-                let Some(label) = selector_label(&scope.target.match_labels(), &scope.context.config.selector_labels)
-                else {
-                    let message = format!(
-                        "{} {} lost its selector label; it cannot be promoted",
-                        scope.target.kind(),
-                        scope.target.name()
-                    );
-                    problem(scope.context, canary, Phase::Failed, "SelectorLabelMissing", message).await?;
-                    return Ok(());
-                };
-                apply_primary(scope.context, canary, &scope.target, &label, &scope.tracked).await?;
+                // serin-core only promotes a target that has its selector label.
+                let label = scope.label.as_ref().ok_or(Error::SelectorLabelLost)?;
+                apply_primary(scope.context, canary, &scope.target, label, &scope.tracked).await?;
             }
             Action::PostRollout(phase) => post_rollout(scope, *phase).await,
         }

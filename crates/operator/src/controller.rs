@@ -11,10 +11,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use serin_api::{Canary, Phase};
+use serin_api::{Canary, MetricTemplate, Phase};
 use serin_core::naming::primary_name;
 use tracing::Instrument;
 
@@ -36,6 +36,8 @@ pub struct Context {
     pub http: HttpClients,
     /// Consecutive failed reconciles per Canary, for the retry backoff.
     pub failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
+    /// The MetricTemplates that exist (names only), to warn about a templateRef naming none.
+    pub templates: Store<PartialObjectMeta<MetricTemplate>>,
 }
 
 /// Runs the operator until the process is asked to stop (SIGTERM or Ctrl-C).
@@ -59,12 +61,27 @@ pub async fn run(client: Client, config: Config) {
             return;
         }
     };
+    let (templates, writer) = reflector::store();
+    let template_names: Api<PartialObjectMeta<MetricTemplate>> = scoped(&client, &namespace);
+    let template_watch = reflector::reflector(
+        writer,
+        watcher(template_names, watcher::Config::default().any_semantic()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| futures::future::ready(()));
+    tokio::spawn(template_watch);
+    if templates.wait_until_ready().await.is_err() {
+        tracing::error!("the MetricTemplate watch stopped before listing them");
+        return;
+    }
     let context = Arc::new(Context {
         reporter,
         client,
         config,
         http,
         failures: Mutex::default(),
+        templates,
     });
 
     let controller = Controller::new(canaries, watcher::Config::default().any_semantic());
@@ -136,13 +153,36 @@ fn canaries_of<K: ResourceExt>(store: &Store<Canary>, workload: &K) -> Vec<Objec
         .collect()
 }
 
-async fn reconcile(canary: Arc<Canary>, context: Arc<Context>) -> Result<Action, Error> {
-    let span = tracing::info_span!("canary", canary = %format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any()));
-    let result = reconcile_canary(&canary, &context).instrument(span).await;
+async fn reconcile(cached: Arc<Canary>, context: Arc<Context>) -> Result<Action, Error> {
+    let key = ObjectRef::from_obj(cached.as_ref());
+    let span = tracing::info_span!("canary", canary = %format!("{}/{}", cached.namespace().unwrap_or_default(), cached.name_any()));
+    let result = async {
+        // Decide on the Canary as it is now: the cache can lag behind a change the user just
+        // made (e.g. `suspend: true` right before a new image).
+        let namespace = cached.namespace().ok_or(Error::MissingNamespace)?;
+        let fresh = Api::<Canary>::namespaced(context.client.clone(), &namespace)
+            .get_opt(&cached.name_any())
+            .await?;
+        match fresh {
+            Some(canary) => reconcile_canary(&canary, &context).await,
+            None => Ok(Action::await_change()),
+        }
+    }
+    .instrument(span)
+    .await;
+    let result = match result {
+        // Someone changed the Canary between our read and our status write: decide again on
+        // what it is now. Every action taken so far is idempotent.
+        Err(Error::Kube(kube::Error::Api(response))) if response.code == 409 => {
+            tracing::debug!("the Canary changed while it was reconciled; looking again");
+            Ok(Action::requeue(Duration::ZERO))
+        }
+        other => other,
+    };
     if result.is_ok()
         && let Ok(mut failures) = context.failures.lock()
     {
-        failures.remove(&ObjectRef::from_obj(canary.as_ref()));
+        failures.remove(&key);
     }
     result
 }
@@ -157,6 +197,9 @@ async fn reconcile_canary(canary: &Canary, context: &Context) -> Result<Action, 
         }
         if finalize::sync_finalizer(canary, context).await? {
             return Ok(Action::await_change());
+        }
+        if report::spec_warnings(context, canary).await? {
+            return Ok(Action::requeue(Duration::ZERO));
         }
         let phase = canary.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
         let result = match phase {

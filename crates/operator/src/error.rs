@@ -19,6 +19,18 @@ pub enum Error {
         namespace: String,
         name: String,
     },
+    #[error(
+        "{kind} {target} already has a Canary: {target}-primary belongs to Canary {owner}; a target can have only one Canary, so delete this one or target another workload"
+    )]
+    TargetTaken {
+        kind: &'static str,
+        target: String,
+        owner: String,
+    },
+    #[error("Service {service} belongs to Canary {owner}; set spec.service.name to a name no other Canary uses")]
+    ServiceTaken { service: String, owner: String },
+    #[error("the target lost its selector label between observation and promotion")]
+    SelectorLabelLost,
 }
 
 impl Error {
@@ -30,11 +42,20 @@ impl Error {
             Error::UnsupportedProvider(_) => "UnsupportedProvider",
             Error::Serialize(_) => "InvalidObject",
             Error::AutoscalerNotFound { .. } => "AutoscalerNotFound",
+            Error::TargetTaken { .. } => "TargetTaken",
+            Error::ServiceTaken { .. } => "ServiceTaken",
+            Error::SelectorLabelLost => "SelectorLabelMissing",
         }
     }
 
     /// Errors the user must fix in their manifests: reported in the status and an Event.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::UnsupportedProvider(_) | Error::AutoscalerNotFound { .. })
+        matches!(
+            self,
+            Error::UnsupportedProvider(_)
+                | Error::AutoscalerNotFound { .. }
+                | Error::TargetTaken { .. }
+                | Error::ServiceTaken { .. }
+        )
     }
 }

@@ -67,8 +67,16 @@ pub async fn revert(canary: &Canary, context: &Context) -> Result<Action, Error>
     let target_ref = &canary.spec.target_ref;
     let target_name = &target_ref.name;
 
-    if let Some(target) = Workload::get(&context.client, &namespace, target_ref.kind, target_name).await? {
-        let primary = Workload::get(&context.client, &namespace, target_ref.kind, &primary_name(target_name)).await?;
+    let primary = Workload::get(&context.client, &namespace, target_ref.kind, &primary_name(target_name)).await?;
+    // A Canary refused because another one manages the target gives nothing back: it took nothing.
+    let taken = primary
+        .as_ref()
+        .is_some_and(|primary| crate::analyse::refuse_if_managed_by_another_canary(canary, primary).is_err());
+    let target = match taken {
+        true => None,
+        false => Workload::get(&context.client, &namespace, target_ref.kind, target_name).await?,
+    };
+    if let Some(target) = target {
         let replicas = primary.and_then(|p| p.replicas()).unwrap_or(1).max(1);
         pause_target_scaler(context, canary, &namespace, false).await?;
         target.scale_up(&context.client, &namespace, replicas).await?;

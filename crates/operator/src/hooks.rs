@@ -30,15 +30,15 @@ pub enum HookError {
     Unreachable { name: String, url: String, reason: String },
     #[error("webhook {name} answered {status}: {body}")]
     Refused { name: String, status: u16, body: String },
-    #[error("webhook {name} has an invalid timeout {timeout:?}")]
-    InvalidTimeout { name: String, timeout: String },
+    #[error("webhook {name}: timeout {reason}")]
+    InvalidTimeout { name: String, reason: String },
 }
 
 /// Calls `hook` with `payload`, retrying `retries` times; the error says why it failed.
 pub async fn call(http: &HttpClients, hook: &CanaryWebhook, payload: &Payload<'_>) -> Result<(), HookError> {
-    let timeout = hook.timeout().ok_or_else(|| HookError::InvalidTimeout {
+    let timeout = hook.timeout().map_err(|error| HookError::InvalidTimeout {
         name: hook.name.clone(),
-        timeout: hook.timeout.clone().unwrap_or_default(),
+        reason: error.to_string(),
     })?;
     let client = http.get(hook.disable_tls != Some(true));
     let attempts = 1 + hook.retries.unwrap_or(0).max(0);

@@ -13,13 +13,14 @@ use serin_api::canary::TargetKind;
 use serin_api::canary::defaults::READY_THRESHOLD_PERCENT;
 use serin_api::{Canary, Phase};
 use serin_core::analysis::Routes;
-use serin_core::naming::selector_label;
+use serin_core::naming::{controlled_by_other_canary, primary_name, selector_label};
 use serin_core::readiness::Readiness;
 use serin_core::revision::revision;
 use serin_core::services::{ServiceInputs, services};
 use serin_core::status;
 
 use crate::Error;
+use crate::analyse::refuse_if_managed_by_another_canary;
 use crate::apply::apply;
 use crate::controller::Context;
 use crate::report::{Note, problem, report};
@@ -76,12 +77,32 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     };
 
+    if let Some(existing) = Workload::get(
+        &context.client,
+        &namespace,
+        target_ref.kind,
+        &primary_name(&target_ref.name),
+    )
+    .await?
+    {
+        refuse_if_managed_by_another_canary(canary, &existing)?;
+    }
+    let service_api = Api::<Service>::namespaced(context.client.clone(), &namespace);
+    let service_name = canary.spec.service_name();
+    if let Some(apex) = service_api.get_opt(service_name).await?
+        && let Some(owner) = controlled_by_other_canary(apex.owner_references(), &canary.uid().unwrap_or_default())
+    {
+        return Err(Error::ServiceTaken {
+            service: service_name.to_string(),
+            owner,
+        });
+    }
+
     let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
     let template = target.template();
     let tracked = configs::observe(context, &namespace, &template).await?;
     let primary = apply_primary(context, canary, &target, &label, &tracked).await?;
 
-    let service_api = Api::<Service>::namespaced(context.client.clone(), &namespace);
     let inputs = ServiceInputs {
         spec: &canary.spec,
         namespace: &namespace,

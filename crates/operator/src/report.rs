@@ -3,16 +3,19 @@
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use serin_api::canary::{CanaryWebhook, HookType};
 use serin_api::{Canary, CanaryStatus, Phase};
 use serin_core::status;
-
-use crate::hooks::{self, Payload};
+use serin_core::warnings::{self, MissingTemplate};
 
 use crate::Error;
+use crate::apply::FIELD_MANAGER;
 use crate::controller::Context;
+use crate::hooks::{self, Payload};
+use crate::router;
 
 pub struct Note<'a> {
     pub type_: EventType,
@@ -60,16 +63,79 @@ pub async fn problem(
     .await
 }
 
+/// Writes the whole status with server-side apply (so a field serin no longer sets goes away),
+/// only if the Canary is still the one decided on (its resourceVersion): a decision taken on
+/// an older view is never written; the controller decides again.
 pub async fn write_status(context: &Context, canary: &Canary, status: &CanaryStatus) -> Result<(), Error> {
     let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
     let api = Api::<Canary>::namespaced(context.client.clone(), &namespace);
-    api.patch_status(
-        &canary.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await?;
+    let name = canary.name_any();
+    let patch = json!({
+        "apiVersion": Canary::api_version(&()),
+        "kind": Canary::kind(&()),
+        "metadata": { "name": name, "resourceVersion": canary.resource_version() },
+        "status": status,
+    });
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
     Ok(())
+}
+
+/// Publishes the Canary's new spec warnings (see `serin_core::warnings`) and records them in
+/// its status. Returns whether it wrote anything.
+pub async fn spec_warnings(context: &Context, canary: &Canary) -> Result<bool, Error> {
+    let provider = context.config.provider_of(&canary.spec);
+    let ignored = router::for_provider(provider, &context.client)
+        .map(|router| router.ignored_fields(&canary.spec))
+        .unwrap_or_default();
+    let missing = missing_templates(context, canary);
+    let warnings = warnings::spec_warnings(&canary.spec, provider, &ignored, &missing);
+    let current = canary.status.clone().unwrap_or_default();
+    let Some((status, new)) = warnings::record(&current, &warnings, Timestamp::now()) else {
+        return Ok(false);
+    };
+    write_status(context, canary, &status).await?;
+    for warning in new {
+        publish(
+            context,
+            canary,
+            Note {
+                type_: EventType::Warning,
+                reason: "SpecWarning",
+                message: warning,
+            },
+        )
+        .await;
+    }
+    Ok(true)
+}
+
+/// Metrics whose templateRef names a MetricTemplate the watch has not seen. Templates in a
+/// namespace this operator does not watch cannot be checked and are left out.
+fn missing_templates(context: &Context, canary: &Canary) -> Vec<MissingTemplate> {
+    let namespace = canary.namespace().unwrap_or_default();
+    canary
+        .spec
+        .analysis()
+        .and_then(|a| a.metrics.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|metric| {
+            let reference = metric.template_ref.as_ref()?;
+            let template_namespace = reference.namespace.clone().unwrap_or_else(|| namespace.clone());
+            let watched = context
+                .config
+                .namespace
+                .as_ref()
+                .is_none_or(|watched| *watched == template_namespace);
+            let key = ObjectRef::new(&reference.name).within(&template_namespace);
+            (watched && context.templates.get(&key).is_none()).then(|| MissingTemplate {
+                metric: metric.name.clone(),
+                namespace: template_namespace,
+                name: reference.name.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Logs `note` and publishes it as an Event on the Canary; a failure to publish is only logged.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serin_api::canary::{CanaryAnalysis, HookType, Provider};
+use serin_api::duration::DurationError;
 use serin_api::{CanarySpec, CanaryStatus, Phase};
 
 use crate::readiness::Readiness;
@@ -21,6 +22,10 @@ use crate::strategy::{Strategy, next_weight, strategy};
 
 /// Re-check of a rollout that is waiting on a workload, in case no watch event arrives.
 pub const WAIT_RECHECK: Duration = Duration::from_secs(10);
+
+/// The longest a decision asks to wait before looking again; a longer interval is paced by
+/// looking again this often (timers cannot hold arbitrarily long delays).
+pub const MAX_REQUEUE: Duration = Duration::from_secs(3600);
 
 /// A question the operator answers with I/O before the machine can go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -86,6 +91,8 @@ pub struct Observation<'a> {
     pub canary: Readiness,
     pub primary: Readiness,
     pub provider: Provider,
+    /// Whether the target's selector still has one of the selector labels (needed to promote).
+    pub target_has_selector_label: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,7 +168,13 @@ pub struct Subject<'a> {
 }
 
 pub fn decide(subject: &Subject, observation: &Observation, gates: &Gates) -> Decision {
-    Machine::new(subject, observation, gates).decide()
+    match Machine::new(subject, observation, gates).decide() {
+        Decision::Act(mut outcome) => {
+            outcome.requeue = outcome.requeue.map(|wait| wait.min(MAX_REQUEUE));
+            Decision::Act(outcome)
+        }
+        run => run,
+    }
 }
 
 struct Machine<'a> {
@@ -172,14 +185,15 @@ struct Machine<'a> {
     gates: &'a Gates,
     analysis: CanaryAnalysis,
     strategy: Strategy,
-    interval: Duration,
+    /// `analysis.interval`, or why it cannot be used.
+    interval: Result<Duration, DurationError>,
 }
 
 impl<'a> Machine<'a> {
     fn new(subject: &'a Subject, observation: &'a Observation, gates: &'a Gates) -> Machine<'a> {
         let analysis = subject.spec.analysis().cloned().unwrap_or_default();
         let strategy = strategy(&analysis, observation.provider);
-        let interval = analysis.interval().unwrap_or(serin_api::canary::defaults::INTERVAL);
+        let interval = analysis.interval();
         Machine {
             name: format!("{}.{}", subject.name, subject.namespace),
             spec: subject.spec,
@@ -197,6 +211,15 @@ impl<'a> Machine<'a> {
             return act(Outcome::default());
         }
         let phase = self.status.phase.unwrap_or_default();
+        if matches!(
+            phase,
+            Phase::Unset | Phase::Initializing | Phase::Terminating | Phase::Terminated
+        ) {
+            return act(Outcome::default());
+        }
+        if let Err(error) = &self.interval {
+            return act(self.invalid_interval(phase, error));
+        }
         let revision_changed = self.status.last_applied_spec.as_deref() != Some(self.observation.revision);
         match phase {
             Phase::Unset | Phase::Initializing | Phase::Terminating | Phase::Terminated => act(Outcome::default()),
@@ -206,6 +229,18 @@ impl<'a> Machine<'a> {
                 }
                 if self.status.last_promoted_spec.as_deref() == Some(self.observation.revision) {
                     return act(self.reverted(phase));
+                }
+                if phase == Phase::Waiting {
+                    match self.gate(Gate::RollbackRequested) {
+                        Err(gate) => return Decision::Run(gate),
+                        Ok(Some(result)) if result.open => {
+                            return act(self.rollback(&format!(
+                                "a rollback webhook asked for it while waiting for approval: {}",
+                                result.message
+                            )));
+                        }
+                        Ok(_) => {}
+                    }
                 }
                 self.start_or_wait(phase)
             }
@@ -232,6 +267,26 @@ impl<'a> Machine<'a> {
         self.observation.now
     }
 
+    /// `analysis.interval`; only called once `decide` has checked that it is usable.
+    fn interval(&self) -> Duration {
+        self.interval.clone().unwrap_or(serin_api::canary::defaults::INTERVAL)
+    }
+
+    fn invalid_interval(&self, phase: Phase, error: &DurationError) -> Outcome {
+        let message = format!("analysis.interval: {error}; nothing advances until it is fixed");
+        let already_said = status::promoted_condition(self.status).and_then(|c| c.message.as_deref()) == Some(&message);
+        Outcome {
+            status: self.status_with(phase, &message, false, |_| {}),
+            actions: vec![],
+            notes: if already_said {
+                vec![]
+            } else {
+                vec![warning("InvalidInterval", format!("{}: {message}", self.name))]
+            },
+            requeue: None,
+        }
+    }
+
     /// The status in `phase` with `message`, changed further by `edit`; `None` if nothing but times changed.
     fn status_with(
         &self,
@@ -249,13 +304,17 @@ impl<'a> Machine<'a> {
         status::changed(self.status, &next).then_some(next)
     }
 
+    /// How long until the next step is due; `None` when it is due now. A step is never early:
+    /// `lastTransitionTime` keeps milliseconds, and an interval too long to add is never due.
     fn until_next_step(&self) -> Option<Duration> {
         let last = self.status.last_transition_time.as_ref()?.0;
-        let due = last.checked_add(self.interval).ok()?;
+        let Ok(due) = last.checked_add(self.interval()) else {
+            return Some(MAX_REQUEUE);
+        };
         let remaining = due.duration_since(self.now());
         remaining
             .is_positive()
-            .then(|| Duration::try_from(remaining).unwrap_or(self.interval))
+            .then(|| Duration::try_from(remaining).unwrap_or(MAX_REQUEUE))
     }
 
     fn reverted(&self, phase: Phase) -> Outcome {
@@ -292,7 +351,7 @@ impl<'a> Machine<'a> {
                     status: self.status_with(Phase::Waiting, &message, false, |_| {}),
                     actions: vec![],
                     notes,
-                    requeue: Some(self.interval),
+                    requeue: Some(self.interval()),
                 });
             }
             Ok(_) => {}
@@ -377,13 +436,7 @@ impl<'a> Machine<'a> {
                 ..Outcome::default()
             });
         }
-        let failed = self.status.failed_checks.unwrap_or(0);
-        if failed >= self.analysis.threshold() {
-            return act(self.rollback(&format!(
-                "{failed} failed checks reached the threshold {}",
-                self.analysis.threshold()
-            )));
-        }
+        // Rollback webhooks first, then the failed-checks threshold, as Flagger's scheduler.go.
         match self.gate(Gate::RollbackRequested) {
             Err(gate) => return Decision::Run(gate),
             Ok(Some(result)) if result.open => {
@@ -391,8 +444,17 @@ impl<'a> Machine<'a> {
             }
             Ok(_) => {}
         }
+        let failed = self.status.failed_checks.unwrap_or(0);
+        if failed >= self.analysis.threshold() {
+            return act(self.rollback(&format!(
+                "{failed} failed checks reached the threshold {}",
+                self.analysis.threshold()
+            )));
+        }
         let weight = self.status.canary_weight.unwrap_or(0);
         let iterations = self.status.iterations.unwrap_or(0);
+        // The first step only runs the pre-rollout hooks: no traffic has reached the canary yet,
+        // so there is nothing to measure (Flagger's "skip check if no traffic is routed").
         if weight == 0 && iterations == 0 {
             match self.gate(Gate::PreRollout) {
                 Err(gate) => return Decision::Run(gate),
@@ -401,49 +463,67 @@ impl<'a> Machine<'a> {
                 }
                 Ok(_) => {}
             }
+        } else if let Some(decision) = self.checks(phase) {
+            return decision;
         }
         match &self.strategy {
-            Strategy::Progressive { steps, max_weight, .. } => {
-                if weight > 0
-                    && let Some(decision) = self.checks(phase)
-                {
-                    return decision;
-                }
-                match next_weight(steps, *max_weight, weight) {
-                    Some(next) => self.increase_weight(phase, next),
-                    None => self.confirm_promotion(),
-                }
+            Strategy::Progressive { steps, max_weight, .. } => match next_weight(steps, *max_weight, weight) {
+                Some(next) => self.increase_weight(phase, next),
+                None => self.confirm_promotion(|| self.start_promotion("analysis passed")),
+            },
+            Strategy::AbTesting { iterations: planned } if iterations < *planned => {
+                self.next_iteration(iterations, *planned)
             }
-            Strategy::AbTesting { iterations: planned }
-            | Strategy::BlueGreen {
+            Strategy::AbTesting { .. } => self.confirm_promotion(|| self.start_promotion("analysis passed")),
+            Strategy::BlueGreen {
                 iterations: planned, ..
-            } => {
-                if (iterations < *planned || phase == Phase::WaitingPromotion)
-                    && let Some(decision) = self.checks(phase)
-                {
-                    return decision;
+            } => match iterations.cmp(planned) {
+                std::cmp::Ordering::Less => self.next_iteration(iterations, *planned),
+                std::cmp::Ordering::Equal => self.confirm_promotion(|| self.switch_to_canary(phase, iterations)),
+                std::cmp::Ordering::Greater => act(self.start_promotion("analysis passed")),
+            },
+        }
+    }
+
+    fn next_iteration(&self, iterations: i32, planned: i32) -> Decision {
+        let done = iterations.saturating_add(1);
+        act(Outcome {
+            status: self.status_with(Phase::Progressing, &format!("iteration {done}/{planned}"), true, |s| {
+                s.iterations = Some(done);
+            }),
+            actions: vec![],
+            notes: vec![normal(
+                "Progressing",
+                format!("{}: advancing to iteration {done}/{planned}", self.name),
+            )],
+            requeue: Some(self.interval()),
+        })
+    }
+
+    /// Blue/green after its last iteration: all traffic goes to the canary (on a router that
+    /// can shift it) for one more check before the promotion, as Flagger's `runBlueGreen` does.
+    fn switch_to_canary(&self, phase: Phase, iterations: i32) -> Outcome {
+        let weighted = crate::strategy::supports_weights(self.observation.provider);
+        let done = iterations.saturating_add(1);
+        let message = if weighted {
+            "all traffic routed to the canary for a last check before the promotion"
+        } else {
+            "a last check before the promotion"
+        };
+        Outcome {
+            status: self.status_with(phase, message, true, |s| {
+                s.iterations = Some(done);
+                if weighted {
+                    s.canary_weight = Some(100);
                 }
-                if iterations < *planned {
-                    let done = iterations + 1;
-                    return act(Outcome {
-                        status: self.status_with(
-                            Phase::Progressing,
-                            &format!("iteration {done}/{planned} passed"),
-                            true,
-                            |s| {
-                                s.iterations = Some(done);
-                            },
-                        ),
-                        actions: vec![],
-                        notes: vec![normal(
-                            "Progressing",
-                            format!("{}: advancing to iteration {done}/{planned}", self.name),
-                        )],
-                        requeue: Some(self.interval),
-                    });
-                }
-                self.confirm_promotion()
-            }
+            }),
+            actions: if weighted {
+                vec![Action::Route(Routes::weights(0, 100))]
+            } else {
+                vec![]
+            },
+            notes: vec![normal("Progressing", format!("{}: {message}", self.name))],
+            requeue: Some(self.interval()),
         }
     }
 
@@ -457,7 +537,7 @@ impl<'a> Machine<'a> {
     }
 
     fn failed_check(&self, phase: Phase, why: &str) -> Outcome {
-        let failed = self.status.failed_checks.unwrap_or(0) + 1;
+        let failed = self.status.failed_checks.unwrap_or(0).saturating_add(1);
         let threshold = self.analysis.threshold();
         Outcome {
             status: self.status_with(
@@ -473,7 +553,7 @@ impl<'a> Machine<'a> {
                 "CheckFailed",
                 format!("{}: check failed ({failed} of {threshold} allowed): {why}", self.name),
             )],
-            requeue: Some(self.interval),
+            requeue: Some(self.interval()),
         }
     }
 
@@ -486,7 +566,7 @@ impl<'a> Machine<'a> {
                     status: self.status_with(phase, &message, false, |_| {}),
                     actions: vec![],
                     notes: vec![],
-                    requeue: Some(self.interval),
+                    requeue: Some(self.interval()),
                 });
             }
             Ok(_) => {}
@@ -500,11 +580,11 @@ impl<'a> Machine<'a> {
                 "Progressing",
                 format!("{}: advancing canary weight to {next}%", self.name),
             )],
-            requeue: Some(self.interval),
+            requeue: Some(self.interval()),
         })
     }
 
-    fn confirm_promotion(&self) -> Decision {
+    fn confirm_promotion(&self, confirmed: impl FnOnce() -> Outcome) -> Decision {
         match self.gate(Gate::ConfirmPromotion) {
             Err(gate) => Decision::Run(gate),
             Ok(Some(result)) if !result.open => {
@@ -528,33 +608,27 @@ impl<'a> Machine<'a> {
                             ),
                         )]
                     },
-                    requeue: Some(self.interval),
+                    requeue: Some(self.interval()),
                 })
             }
-            Ok(_) => act(self.start_promotion("analysis passed")),
+            Ok(_) => act(confirmed()),
         }
     }
 
     fn start_promotion(&self, why: &str) -> Outcome {
-        let blue_green_switch = matches!(self.strategy, Strategy::BlueGreen { .. })
-            && crate::strategy::supports_weights(self.observation.provider);
-        let mut actions = Vec::new();
-        if blue_green_switch {
-            actions.push(Action::Route(Routes::weights(0, 100)));
+        if !self.observation.target_has_selector_label {
+            return self.rollback(
+                "the target lost its selector label, so it cannot be copied to the primary; restore the label and release again",
+            );
         }
-        actions.push(Action::PromotePrimary);
         Outcome {
             status: self.status_with(
                 Phase::Promoting,
                 &format!("{why}; promoting the canary to primary"),
                 true,
-                |s| {
-                    if blue_green_switch {
-                        s.canary_weight = Some(100);
-                    }
-                },
+                |_| {},
             ),
-            actions,
+            actions: vec![Action::PromotePrimary],
             notes: vec![normal(
                 "Promoting",
                 format!("{}: {why}; copying the canary's template to the primary", self.name),
@@ -600,7 +674,7 @@ impl<'a> Machine<'a> {
                         self.name
                     ),
                 )],
-                requeue: Some(if next == 0 { Duration::ZERO } else { self.interval }),
+                requeue: Some(if next == 0 { Duration::ZERO } else { self.interval() }),
             });
         }
         act(Outcome {
@@ -641,6 +715,8 @@ impl<'a> Machine<'a> {
             status: self.status_with(Phase::Failed, &format!("rolled back: {why}"), true, |s| {
                 s.canary_weight = Some(0);
                 s.iterations = Some(0);
+                // A revision refused while Waiting is not retried until the next one.
+                s.last_applied_spec = Some(self.observation.revision.to_string());
             }),
             actions: vec![
                 Action::Route(Routes::all_to_primary()),

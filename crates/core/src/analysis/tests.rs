@@ -20,6 +20,7 @@ struct Sim {
     provider: Provider,
     canary: Readiness,
     primary: Readiness,
+    target_has_selector_label: bool,
     /// Answers per gate; the last answer repeats.
     answers: BTreeMap<Gate, Vec<bool>>,
     asked: Vec<Gate>,
@@ -47,6 +48,7 @@ impl Sim {
             provider,
             canary: Readiness::Ready,
             primary: Readiness::Ready,
+            target_has_selector_label: true,
             answers: BTreeMap::new(),
             asked: vec![],
             actions: vec![],
@@ -100,6 +102,7 @@ impl Sim {
                 canary: self.canary.clone(),
                 primary: self.primary.clone(),
                 provider: self.provider,
+                target_has_selector_label: self.target_has_selector_label,
             };
             match decide(&subject, &observation, &gates) {
                 Decision::Run(gate) => {
@@ -248,13 +251,12 @@ fn blue_green_on_kubernetes_runs_iterations_without_weights() {
     );
     sim.new_revision("s1-rev2");
     let elapsed = sim.run_until(Phase::Promoting, 20);
-    assert!(
-        elapsed >= Duration::from_secs(180) && elapsed <= Duration::from_secs(240),
-        "{elapsed:?}"
-    );
+    // The pre-rollout step, three iterations, and the extra check Flagger's runBlueGreen runs.
+    assert_eq!(elapsed, Duration::from_secs(5 * 60));
     sim.run_until(Phase::Succeeded, 10);
     let iterations: Vec<i32> = sim.trace.iter().map(|(_, _, i)| *i).collect();
-    assert_eq!(&iterations[..4], &[0, 1, 2, 3]);
+    assert_eq!(&iterations[..5], &[0, 1, 2, 3, 4]);
+    assert_eq!(sim.asked.iter().filter(|g| **g == Gate::Checks).count(), 4);
     assert!(sim.routes().iter().all(|r| *r == (100, 0)), "{:?}", sim.routes());
 }
 
@@ -457,4 +459,180 @@ fn a_suspended_canary_is_left_alone() {
     sim.new_revision("s1-rev2");
     assert_eq!(sim.reconcile(), Outcome::default());
     assert_eq!(sim.phase(), Phase::Initialized);
+}
+
+#[test]
+fn blue_green_runs_one_more_check_than_iterations_with_all_traffic_on_the_canary() {
+    let mut sim = Sim::new(
+        json!({ "interval": "1m", "threshold": 2, "iterations": 2 }),
+        Provider::GatewayApiV1,
+    );
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Promoting, 20);
+    // Flagger's runBlueGreen: checks at iterations 1 and 2, then all traffic to the canary and
+    // a third check before the promotion.
+    assert_eq!(sim.asked.iter().filter(|g| **g == Gate::Checks).count(), 3);
+    assert_eq!(sim.routes(), vec![(100, 0), (0, 100)]);
+    assert_eq!(sim.status.iterations, Some(3));
+}
+
+#[test]
+fn the_first_step_runs_pre_rollout_hooks_and_no_checks() {
+    let mut sim = Sim::new(
+        json!({ "interval": "1m", "threshold": 2, "iterations": 2, "match": [{ "headers": { "x": { "exact": "1" } } }] }),
+        Provider::GatewayApiV1,
+    )
+    .hooks(&[HookType::PreRollout]);
+    sim.new_revision("s1-rev2");
+    sim.reconcile();
+    sim.now = sim.now.checked_add(Duration::from_secs(60)).expect("time");
+    sim.reconcile();
+    assert_eq!(sim.asked, vec![Gate::PreRollout]);
+    assert_eq!(sim.status.iterations, Some(1));
+    sim.run_until(Phase::Promoting, 20);
+    assert_eq!(
+        sim.asked.iter().filter(|g| **g == Gate::Checks).count(),
+        2,
+        "A/B: one check per iteration"
+    );
+}
+
+#[test]
+fn kubernetes_provider_without_iterations_runs_ten_iterations() {
+    let mut sim = Sim::new(progressive(), Provider::Kubernetes);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Promoting, 40);
+    assert_eq!(sim.status.iterations, Some(11), "ten iterations and the last check");
+    assert!(sim.routes().iter().all(|r| *r == (100, 0)));
+}
+
+#[test]
+fn rollback_webhooks_are_asked_before_the_failed_checks_threshold() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1)
+        .hooks(&[HookType::Rollback])
+        .answer(Gate::Checks, &[false])
+        .answer(Gate::RollbackRequested, &[false, false, false, true]);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Failed, 20);
+    assert_eq!(sim.status.failed_checks, Some(2));
+    let message = status::promoted_condition(&sim.status).and_then(|c| c.message.clone());
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains("rollback webhook")),
+        "the webhook is asked before the threshold rolls back: {message:?}"
+    );
+}
+
+#[test]
+fn rollback_webhooks_are_asked_while_waiting() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1)
+        .hooks(&[HookType::ConfirmRollout, HookType::Rollback])
+        .answer(Gate::ConfirmRollout, &[false])
+        .answer(Gate::RollbackRequested, &[true]);
+    sim.new_revision("s1-rev2");
+    sim.reconcile();
+    assert_eq!(sim.phase(), Phase::Waiting);
+    assert!(
+        !sim.asked.contains(&Gate::RollbackRequested),
+        "asked once Waiting, not before"
+    );
+    sim.reconcile();
+    assert_eq!(sim.phase(), Phase::Failed);
+    assert_eq!(sim.status.last_applied_spec.as_deref(), Some("s1-rev2"), "not retried");
+    assert!(
+        sim.actions
+            .ends_with(&[Action::ScaleDownTarget, Action::PostRollout(Phase::Failed)])
+    );
+    assert_eq!(
+        sim.reconcile(),
+        Outcome::default(),
+        "stays failed until the next revision"
+    );
+}
+
+#[test]
+fn a_target_that_lost_its_selector_label_at_promotion_is_rolled_back() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Progressing, 5);
+    sim.target_has_selector_label = false;
+    sim.run_until(Phase::Failed, 20);
+    assert!(!sim.actions.contains(&Action::PromotePrimary));
+    assert_eq!(sim.routes().last(), Some(&(100, 0)), "traffic back on the primary");
+    assert_eq!(sim.status.canary_weight, Some(0));
+}
+
+#[test]
+fn steps_are_never_early() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.now = sim.now.checked_add(Duration::from_millis(900)).expect("time");
+    sim.reconcile();
+    sim.now = sim.now.checked_add(Duration::from_millis(59_500)).expect("time");
+    let early = sim.reconcile();
+    assert_eq!(early.status, None, "half a second early");
+    assert_eq!(early.requeue, Some(Duration::from_millis(500)));
+    sim.now = sim.now.checked_add(Duration::from_millis(500)).expect("time");
+    sim.reconcile();
+    assert_eq!(sim.weight(), 10);
+}
+
+#[test]
+fn an_interval_that_does_not_parse_is_a_user_error() {
+    let mut sim = Sim::new(
+        json!({ "interval": "10sabc", "threshold": 1, "stepWeight": 10 }),
+        Provider::GatewayApiV1,
+    );
+    sim.new_revision("s1-rev2");
+    let outcome = sim.reconcile();
+    assert!(outcome.actions.is_empty(), "nothing starts");
+    assert_eq!(outcome.notes.len(), 1);
+    assert_eq!(outcome.notes[0].reason, "InvalidInterval");
+    assert!(
+        outcome.notes[0].message.contains("\"10sabc\" is not a duration"),
+        "{}",
+        outcome.notes[0].message
+    );
+    assert_eq!(sim.phase(), Phase::Initialized);
+    assert!(sim.reconcile().notes.is_empty(), "said once");
+    sim.spec.analysis.as_mut().expect("analysis").interval = Some("-1s".into());
+    let negative = sim.reconcile();
+    assert!(
+        negative.notes[0].message.contains("not a positive duration"),
+        "{:?}",
+        negative.notes
+    );
+}
+
+#[test]
+fn a_huge_interval_still_paces_steps() {
+    let mut sim = Sim::new(
+        json!({ "interval": "2562047h", "threshold": 1, "stepWeight": 10 }),
+        Provider::GatewayApiV1,
+    );
+    sim.new_revision("s1-rev2");
+    sim.reconcile();
+    assert_eq!(sim.phase(), Phase::Progressing);
+    sim.now = sim.now.checked_add(Duration::from_secs(86_400)).expect("time");
+    let outcome = sim.reconcile();
+    assert_eq!(outcome.status, None, "a day later the first step is still not due");
+    assert_eq!(outcome.requeue, Some(MAX_REQUEUE));
+}
+
+#[test]
+fn counters_never_overflow() {
+    let mut sim = Sim::new(
+        json!({ "interval": "1m", "threshold": i32::MAX, "iterations": i32::MAX }),
+        Provider::GatewayApiV1,
+    )
+    .answer(Gate::Checks, &[false]);
+    sim.new_revision("s1-rev2");
+    sim.reconcile();
+    sim.status.iterations = Some(i32::MAX);
+    sim.status.failed_checks = Some(i32::MAX - 1);
+    sim.now = sim.now.checked_add(Duration::from_secs(60)).expect("time");
+    sim.reconcile();
+    assert_eq!(sim.status.failed_checks, Some(i32::MAX));
+    sim.now = sim.now.checked_add(Duration::from_secs(60)).expect("time");
+    sim.reconcile();
+    assert_eq!(sim.phase(), Phase::Failed);
 }

@@ -11,7 +11,8 @@ use kube::{Api, Client};
 use serin_api::canary::{CanaryMetric, Provider};
 use serin_api::metric_template::MetricProviderType;
 use serin_api::{Canary, MetricTemplate};
-use serin_core::checks::{self, TemplateValues, Verdict};
+use serin_core::checks::{self, Verdict};
+use serin_core::query_template::{self, TemplateError, TemplateValues};
 
 use crate::http::HttpClients;
 use prometheus::Prometheus;
@@ -20,8 +21,6 @@ use prometheus::Prometheus;
 pub enum MetricError {
     #[error("no values found for metric {metric}")]
     NoValues { metric: String },
-    #[error("metric {metric}: the query returned {count} series; it must return exactly one")]
-    MultipleSeries { metric: String, count: usize },
     #[error("metric {metric}: the query returned NaN (no traffic in the window?)")]
     NotANumber { metric: String },
     #[error("metric {metric}: Prometheus at {address} answered {status}: {body}")]
@@ -44,6 +43,13 @@ pub enum MetricError {
         metric: String,
         namespace: String,
         name: String,
+    },
+    #[error("metric {metric}: reading MetricTemplate {namespace}/{name} failed: {reason}")]
+    TemplateUnreadable {
+        metric: String,
+        namespace: String,
+        name: String,
+        reason: String,
     },
     #[error("metric {metric}: {reason}")]
     Template { metric: String, reason: String },
@@ -84,7 +90,7 @@ pub async fn check(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result
         interval: metric.interval(),
         variables: metric.template_variables.clone().unwrap_or_default(),
     };
-    let template_error = |e: checks::TemplateError| MetricError::Template {
+    let template_error = |e: TemplateError| MetricError::Template {
         metric: metric.name.clone(),
         reason: e.to_string(),
     };
@@ -94,8 +100,12 @@ pub async fn check(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result
         let template = Api::<MetricTemplate>::namespaced(context.client.clone(), namespace)
             .get_opt(&reference.name)
             .await
-            .ok()
-            .flatten()
+            .map_err(|e| MetricError::TemplateUnreadable {
+                metric: metric.name.clone(),
+                namespace: namespace.to_string(),
+                name: reference.name.clone(),
+                reason: e.to_string(),
+            })?
             .ok_or_else(|| MetricError::MissingTemplate {
                 metric: metric.name.clone(),
                 namespace: namespace.to_string(),
@@ -123,7 +133,7 @@ pub async fn check(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result
         );
         (
             prometheus,
-            checks::render(&template.spec.query, &values).map_err(template_error)?,
+            query_template::render(&template.spec.query, &values).map_err(template_error)?,
             1.0,
         )
     } else if let Some(query) = &metric.query {
@@ -132,7 +142,11 @@ pub async fn check(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result
             &BTreeMap::new(),
             context.http.get(true),
         );
-        (prometheus, checks::render(query, &values).map_err(template_error)?, 1.0)
+        (
+            prometheus,
+            query_template::render(query, &values).map_err(template_error)?,
+            1.0,
+        )
     } else {
         let builtin = builtin::query(context.provider, &metric.name).ok_or_else(|| MetricError::NoBuiltin {
             metric: metric.name.clone(),
@@ -145,12 +159,19 @@ pub async fn check(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result
         );
         (
             prometheus,
-            checks::render(builtin.query, &values).map_err(template_error)?,
+            query_template::render(builtin.query, &values).map_err(template_error)?,
             builtin.scale,
         )
     };
-    let value = prometheus.query(&metric.name, &query).await? * scale;
-    Ok(checks::judge(&metric.name, value, &checks::range(metric)))
+    let sample = prometheus.query(&metric.name, &query).await?;
+    let mut verdict = checks::judge(&metric.name, sample.value * scale, &checks::range(metric));
+    if sample.series > 1 {
+        verdict.message.push_str(&format!(
+            " (the query returned {} series; the last one was used, as Flagger does: aggregate the query to one series)",
+            sample.series
+        ));
+    }
+    Ok(verdict)
 }
 
 async fn credentials(

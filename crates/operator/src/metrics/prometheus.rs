@@ -48,8 +48,10 @@ impl<'a> Prometheus<'a> {
         }
     }
 
-    /// The single value of `query`.
-    pub async fn query(&self, metric: &str, query: &str) -> Result<f64, MetricError> {
+    /// The value of `query`. When it returns several series the last one is taken, as Flagger's
+    /// Prometheus provider does (pkg/metrics/providers/prometheus.go); the count is kept so the
+    /// verdict can say so.
+    pub async fn query(&self, metric: &str, query: &str) -> Result<Sample, MetricError> {
         let query = query.split_whitespace().collect::<Vec<_>>().join(" ");
         let mut request = self
             .client
@@ -86,25 +88,19 @@ impl<'a> Prometheus<'a> {
             return Err(malformed(parsed.error.unwrap_or(parsed.status)));
         }
         let data = parsed.data.ok_or_else(|| malformed("no data".into()))?;
-        let value = match data.result_type.as_str() {
+        let (value, series) = match data.result_type.as_str() {
             "vector" => {
                 let series = data.result.as_array().cloned().unwrap_or_default();
-                match series.len() {
-                    0 => {
+                match series.last() {
+                    None => {
                         return Err(MetricError::NoValues {
                             metric: metric.to_string(),
                         });
                     }
-                    1 => series[0]["value"][1].clone(),
-                    count => {
-                        return Err(MetricError::MultipleSeries {
-                            metric: metric.to_string(),
-                            count,
-                        });
-                    }
+                    Some(last) => (last["value"][1].clone(), series.len()),
                 }
             }
-            "scalar" => data.result[1].clone(),
+            "scalar" => (data.result[1].clone(), 1),
             other => {
                 return Err(malformed(format!(
                     "result type {other}; the query must return a vector or a scalar"
@@ -121,6 +117,13 @@ impl<'a> Prometheus<'a> {
                 metric: metric.to_string(),
             });
         }
-        Ok(value)
+        Ok(Sample { value, series })
     }
+}
+
+/// A query's value and how many series it returned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub value: f64,
+    pub series: usize,
 }

@@ -7,12 +7,12 @@ use futures::future::BoxFuture;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
-use serin_api::Canary;
 use serin_api::canary::AnalysisMatch;
+use serin_api::{Canary, CanarySpec};
 use serin_core::analysis::Routes;
 use serin_core::naming::{canary_service_name, primary_name};
 
-use super::Router;
+use super::{Router, mesh_routing_fields, set_fields};
 use crate::Error;
 use crate::apply::FIELD_MANAGER;
 
@@ -78,6 +78,11 @@ impl Router for GatewayApiRouter {
             spec["rules"] = json!([{ "backendRefs": [apex] }]);
             self.apply(canary, Vec::new(), spec).await
         })
+    }
+
+    /// What the HTTPRoute does not carry yet: Istio-style routing and session affinity.
+    fn ignored_fields(&self, spec: &CanarySpec) -> Vec<&'static str> {
+        set_fields(&mesh_routing_fields(spec))
     }
 }
 

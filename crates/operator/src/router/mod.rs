@@ -6,8 +6,8 @@ mod kubernetes;
 
 use futures::future::BoxFuture;
 use kube::Client;
-use serin_api::Canary;
 use serin_api::canary::Provider;
+use serin_api::{Canary, CanarySpec};
 use serin_core::analysis::Routes;
 
 use crate::Error;
@@ -20,6 +20,38 @@ pub trait Router: Send + Sync {
     /// Hands the provider's routing back to the apex Service when the Canary is deleted with
     /// `revertOnDeletion`: the routes then no longer belong to the Canary. Idempotent.
     fn revert<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// The fields of `spec` this router does not act on; each gets a warning Event.
+    fn ignored_fields(&self, spec: &CanarySpec) -> Vec<&'static str>;
+}
+
+/// The names of the fields among `fields` (name, whether set) that are set.
+fn set_fields(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
+    fields.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect()
+}
+
+/// The Istio-style routing fields (and session affinity) that neither plain Services nor the
+/// HTTPRoute carry, with whether `spec` sets them.
+fn mesh_routing_fields(spec: &CanarySpec) -> Vec<(&'static str, bool)> {
+    let service = &spec.service;
+    vec![
+        (
+            "service.gateways",
+            service.gateways.as_ref().is_some_and(|g| !g.is_empty()),
+        ),
+        ("service.match", service.match_.as_ref().is_some_and(|m| !m.is_empty())),
+        ("service.rewrite", service.rewrite.is_some()),
+        ("service.retries", service.retries.is_some()),
+        ("service.timeout", service.timeout.is_some()),
+        ("service.headers", service.headers.is_some()),
+        ("service.corsPolicy", service.cors_policy.is_some()),
+        ("service.trafficPolicy", service.traffic_policy.is_some()),
+        ("service.mirror", service.mirror.as_ref().is_some_and(|m| !m.is_empty())),
+        (
+            "analysis.sessionAffinity",
+            spec.analysis().is_some_and(|a| a.session_affinity.is_some()),
+        ),
+    ]
 }
 
 pub fn for_provider(provider: Provider, client: &Client) -> Result<Box<dyn Router>, Error> {

@@ -53,13 +53,6 @@ impl Workload {
         }
     }
 
-    pub fn name(&self) -> String {
-        match self {
-            Workload::Deployment(d) => d.name_any(),
-            Workload::DaemonSet(d) => d.name_any(),
-        }
-    }
-
     /// The pod template as the user wrote it (without serin's scale-to-zero node selector).
     pub fn template(&self) -> PodTemplateSpec {
         let template = match self {
@@ -67,6 +60,13 @@ impl Workload {
             Workload::DaemonSet(d) => d.spec.as_ref().map(|s| s.template.clone()),
         };
         without_scale_to_zero(&template.unwrap_or_default())
+    }
+
+    pub fn owner_references(&self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+        match self {
+            Workload::Deployment(d) => d.owner_references().to_vec(),
+            Workload::DaemonSet(d) => d.owner_references().to_vec(),
+        }
     }
 
     pub fn match_labels(&self) -> BTreeMap<String, String> {

@@ -56,6 +56,8 @@ fn main() -> ExitCode {
         robustness::broken_checks_are_reported_with_their_reason,
         robustness::a_target_deleted_mid_rollout_is_reported,
         robustness::a_status_written_by_flagger_starts_no_rollout,
+        robustness::a_second_canary_for_a_managed_target_is_refused,
+        robustness::spec_warnings_are_published_once,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -264,3 +264,21 @@ pub fn canary_manifest(name: &str, kind: &str, analysis: serde_json::Value) -> s
         }
     })
 }
+
+/// Waits until the object `name` no longer exists.
+pub async fn wait_for_gone<K>(env: &TestEnv, namespace: &str, name: &str) -> Result<(), Failed>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api = Api::<K>::namespaced(env.client(), namespace);
+    let what = format!("{namespace}/{name} to be deleted");
+    wait_for(TIMEOUT, &what, || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
+    })
+    .await
+    .map_err(|e| e.to_string().into())
+}
