@@ -8,37 +8,24 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::jiff::Timestamp;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use serin_api::{Canary, MetricTemplate, Phase};
+use serin_api::{Canary, MetricTemplate};
+use serin_core::lifecycle::{self, Stage};
 use serin_core::naming::primary_name;
 use tracing::Instrument;
 
+use crate::context::Context;
 use crate::http::HttpClients;
-use crate::{Config, Error, analyse, finalize, initialize, report};
+use crate::{Config, Error, analyse, finalize, initialize, interpret, report};
 
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(300);
-
-/// A Canary with a mistake in it is looked at again after this, in case the fix is elsewhere
-/// (e.g. a missing autoscaler being created).
-const USER_ERROR_RECHECK: Duration = Duration::from_secs(30);
-
-pub struct Context {
-    pub client: Client,
-    pub config: Config,
-    /// Who publishes serin's Events.
-    pub reporter: Reporter,
-    pub http: HttpClients,
-    /// Consecutive failed reconciles per Canary, for the retry backoff.
-    pub failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
-    /// The MetricTemplates that exist (names only), to warn about a templateRef naming none.
-    pub templates: Store<PartialObjectMeta<MetricTemplate>>,
-}
 
 /// Runs the operator until the process is asked to stop (SIGTERM or Ctrl-C).
 pub async fn run(client: Client, config: Config) {
@@ -75,17 +62,22 @@ pub async fn run(client: Client, config: Config) {
         tracing::error!("the MetricTemplate watch stopped before listing them");
         return;
     }
-    let context = Arc::new(Context {
+    let config_tracking = config.config_tracking;
+    let context = Context {
         reporter,
         client,
         config,
         http,
-        failures: Mutex::default(),
         templates,
-    });
+    };
 
     let controller = Controller::new(canaries, watcher::Config::default().any_semantic());
     let store = controller.store();
+    let shared = Arc::new(Shared {
+        context,
+        failures: Mutex::default(),
+        canaries: store.clone(),
+    });
     let (by_target, by_daemon_set, by_config_map, by_secret) = (store.clone(), store.clone(), store.clone(), store);
     let mut controller = controller
         .watches(
@@ -98,7 +90,7 @@ pub async fn run(client: Client, config: Config) {
             watcher::Config::default().any_semantic(),
             move |daemon_set| canaries_of(&by_daemon_set, &daemon_set),
         );
-    if context.config.config_tracking {
+    if config_tracking {
         let config = watcher::Config::default().any_semantic();
         controller = controller
             .watches(config_maps, config.clone(), move |c| {
@@ -108,7 +100,7 @@ pub async fn run(client: Client, config: Config) {
     }
     controller
         .shutdown_on_signal()
-        .run(reconcile, error_policy, context)
+        .run(reconcile, error_policy, shared.clone())
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile did not complete");
@@ -153,8 +145,18 @@ fn canaries_of<K: ResourceExt>(store: &Store<Canary>, workload: &K) -> Vec<Objec
         .collect()
 }
 
-async fn reconcile(cached: Arc<Canary>, context: Arc<Context>) -> Result<Action, Error> {
+/// The context, and the retry bookkeeping only the controller's error policy uses.
+struct Shared {
+    context: Context,
+    /// Consecutive failed reconciles per Canary, for the retry backoff; forgotten at the first
+    /// success and when the Canary is gone.
+    failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
+    canaries: Store<Canary>,
+}
+
+async fn reconcile(cached: Arc<Canary>, shared: Arc<Shared>) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(cached.as_ref());
+    let context = &shared.context;
     let span = tracing::info_span!("canary", canary = %format!("{}/{}", cached.namespace().unwrap_or_default(), cached.name_any()));
     let result = async {
         // Decide on the Canary as it is now: the cache can lag behind a change the user just
@@ -164,7 +166,7 @@ async fn reconcile(cached: Arc<Canary>, context: Arc<Context>) -> Result<Action,
             .get_opt(&cached.name_any())
             .await?;
         match fresh {
-            Some(canary) => reconcile_canary(&canary, &context).await,
+            Some(canary) => reconcile_canary(&canary, context).await,
             None => Ok(Action::await_change()),
         }
     }
@@ -180,7 +182,7 @@ async fn reconcile(cached: Arc<Canary>, context: Arc<Context>) -> Result<Action,
         other => other,
     };
     if result.is_ok()
-        && let Ok(mut failures) = context.failures.lock()
+        && let Ok(mut failures) = shared.failures.lock()
     {
         failures.remove(&key);
     }
@@ -188,47 +190,45 @@ async fn reconcile(cached: Arc<Canary>, context: Arc<Context>) -> Result<Action,
 }
 
 async fn reconcile_canary(canary: &Canary, context: &Context) -> Result<Action, Error> {
-    {
-        if canary.metadata.deletion_timestamp.is_some() {
-            if finalize::has_finalizer(canary) {
-                return finalize::revert(canary, context).await;
+    let status = canary.status.clone().unwrap_or_default();
+    let deleting = canary.metadata.deletion_timestamp.is_some();
+    let stage = lifecycle::stage(deleting, finalize::has_finalizer(canary), &status);
+    let result = match stage {
+        Stage::Gone => return Ok(Action::await_change()),
+        Stage::Revert => finalize::revert(canary, context).await,
+        Stage::Initialize | Stage::Analyse => {
+            if finalize::sync_finalizer(canary, context).await? {
+                return Ok(Action::await_change());
             }
-            return Ok(Action::await_change());
-        }
-        if finalize::sync_finalizer(canary, context).await? {
-            return Ok(Action::await_change());
-        }
-        if report::spec_warnings(context, canary).await? {
-            return Ok(Action::requeue(Duration::ZERO));
-        }
-        let phase = canary.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
-        let result = match phase {
-            Phase::Unset | Phase::Initializing => initialize::run(canary, context).await,
-            _ => analyse::run(canary, context).await,
-        };
-        match result {
-            Err(error) if error.is_user_error() => {
-                let phase = if phase == Phase::Unset {
-                    Phase::Initializing
-                } else {
-                    phase
-                };
-                report::problem(context, canary, phase, error.reason(), error.to_string()).await?;
-                Ok(Action::requeue(USER_ERROR_RECHECK))
+            if report::spec_warnings(context, canary).await? {
+                return Ok(Action::requeue(Duration::ZERO));
             }
-            other => other,
+            match stage {
+                Stage::Initialize => initialize::run(canary, context).await,
+                _ => analyse::run(canary, context).await,
+            }
         }
+    };
+    match result {
+        Err(error) if error.is_user_error() => {
+            let outcome = lifecycle::problem(&status, error.reason(), &error.to_string(), Timestamp::now());
+            interpret::record(context, canary, &outcome).await
+        }
+        other => other,
     }
 }
 
 /// Retries a failed reconcile after 1 s, doubling per consecutive failure up to 5 min, so a
 /// transient API error is retried at once and a persistent one does not hammer the API server.
-fn error_policy(canary: Arc<Canary>, error: &Error, context: Arc<Context>) -> Action {
-    let failures = context
+fn error_policy(canary: Arc<Canary>, error: &Error, shared: Arc<Shared>) -> Action {
+    let key = ObjectRef::from_obj(canary.as_ref());
+    let failures = shared
         .failures
         .lock()
         .map(|mut failures| {
-            let count = failures.entry(ObjectRef::from_obj(canary.as_ref())).or_insert(0);
+            // Entries of Canaries that are gone are dropped here, where the map grows.
+            failures.retain(|known, _| *known == key || shared.canaries.get(known).is_some());
+            let count = failures.entry(key.clone()).or_insert(0);
             *count = count.saturating_add(1);
             *count
         })

@@ -19,18 +19,15 @@ pub enum Error {
         namespace: String,
         name: String,
     },
-    #[error(
-        "{kind} {target} already has a Canary: {target}-primary belongs to Canary {owner}; a target can have only one Canary, so delete this one or target another workload"
-    )]
-    TargetTaken {
-        kind: &'static str,
-        target: String,
-        owner: String,
-    },
-    #[error("Service {service} belongs to Canary {owner}; set spec.service.name to a name no other Canary uses")]
-    ServiceTaken { service: String, owner: String },
+    /// Another Canary manages the target (message from `serin_core::lifecycle::target_taken`).
+    #[error("{0}")]
+    TargetTaken(String),
     #[error("the target lost its selector label between observation and promotion")]
     SelectorLabelLost,
+    #[error("the target disappeared between observation and action")]
+    TargetGone,
+    #[error("the Canary's provider has no router to set routes with")]
+    NoRouter,
 }
 
 impl Error {
@@ -42,9 +39,10 @@ impl Error {
             Error::UnsupportedProvider(_) => "UnsupportedProvider",
             Error::Serialize(_) => "InvalidObject",
             Error::AutoscalerNotFound { .. } => "AutoscalerNotFound",
-            Error::TargetTaken { .. } => "TargetTaken",
-            Error::ServiceTaken { .. } => "ServiceTaken",
+            Error::TargetTaken(_) => "TargetTaken",
             Error::SelectorLabelLost => "SelectorLabelMissing",
+            Error::TargetGone => "TargetNotFound",
+            Error::NoRouter => "UnsupportedProvider",
         }
     }
 
@@ -52,10 +50,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Error::UnsupportedProvider(_)
-                | Error::AutoscalerNotFound { .. }
-                | Error::TargetTaken { .. }
-                | Error::ServiceTaken { .. }
+            Error::UnsupportedProvider(_) | Error::AutoscalerNotFound { .. } | Error::TargetTaken(_)
         )
     }
 }

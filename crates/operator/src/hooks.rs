@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use serin_api::canary::CanaryWebhook;
+use serin_api::Canary;
+use serin_api::canary::{CanaryWebhook, HookType};
 
 use crate::http::HttpClients;
 
@@ -32,6 +33,35 @@ pub enum HookError {
     Refused { name: String, status: u16, body: String },
     #[error("webhook {name}: timeout {reason}")]
     InvalidTimeout { name: String, reason: String },
+}
+
+/// Calls every webhook of `kind` of the Canary with Flagger's payload (`checksum` is the
+/// revision, `phase` the phase to report); returns the failures' messages and how many passed.
+pub async fn call_all(
+    http: &HttpClients,
+    canary: &Canary,
+    namespace: &str,
+    checksum: &str,
+    kind: HookType,
+    phase: &str,
+) -> (Vec<String>, usize) {
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    let hooks = canary.spec.analysis().and_then(|a| a.webhooks.as_ref());
+    for hook in hooks.into_iter().flatten().filter(|h| h.kind() == kind) {
+        let payload = Payload {
+            name: canary.metadata.name.as_deref().unwrap_or_default(),
+            namespace,
+            phase,
+            checksum,
+            metadata: hook.metadata.clone().unwrap_or_default(),
+        };
+        match call(http, hook, &payload).await {
+            Ok(()) => passed += 1,
+            Err(error) => failures.push(error.to_string()),
+        }
+    }
+    (failures, passed)
 }
 
 /// Calls `hook` with `payload`, retrying `retries` times; the error says why it failed.

@@ -4,13 +4,16 @@
 mod analyse;
 mod apply;
 mod config;
+mod context;
 mod controller;
 mod error;
 mod finalize;
 mod hooks;
 mod http;
 mod initialize;
+mod interpret;
 mod metrics;
+mod observe;
 mod report;
 mod router;
 mod workload;

@@ -7,13 +7,12 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use serin_api::canary::{CanaryWebhook, HookType};
-use serin_api::{Canary, CanaryStatus, Phase};
-use serin_core::status;
+use serin_api::{Canary, CanaryStatus};
 use serin_core::warnings::{self, MissingTemplate};
 
 use crate::Error;
 use crate::apply::FIELD_MANAGER;
-use crate::controller::Context;
+use crate::context::Context;
 use crate::hooks::{self, Payload};
 use crate::router;
 
@@ -21,46 +20,6 @@ pub struct Note<'a> {
     pub type_: EventType,
     pub reason: &'a str,
     pub message: String,
-}
-
-/// Writes `next` to the status subresource and publishes `note` as an Event, when `next` is a
-/// change; `None` means the status already says this, so nothing is written or repeated.
-pub async fn report(
-    context: &Context,
-    canary: &Canary,
-    next: Option<CanaryStatus>,
-    note: Option<Note<'_>>,
-) -> Result<(), Error> {
-    let Some(status) = next else { return Ok(()) };
-    write_status(context, canary, &status).await?;
-    if let Some(note) = note {
-        publish(context, canary, note).await;
-    }
-    Ok(())
-}
-
-/// Reports what keeps the Canary from going on, in its status message (the phase stays) and,
-/// the first time, as a Warning Event.
-pub async fn problem(
-    context: &Context,
-    canary: &Canary,
-    phase: Phase,
-    reason: &str,
-    message: String,
-) -> Result<(), Error> {
-    let current = canary.status.clone().unwrap_or_default();
-    let next = status::transition(&current, phase, &message, Timestamp::now());
-    report(
-        context,
-        canary,
-        next,
-        Some(Note {
-            type_: EventType::Warning,
-            reason,
-            message,
-        }),
-    )
-    .await
 }
 
 /// Writes the whole status with server-side apply (so a field serin no longer sets goes away),

@@ -16,6 +16,8 @@ use serin_api::canary::{CanaryAnalysis, HookType, Provider};
 use serin_api::duration::DurationError;
 use serin_api::{CanarySpec, CanaryStatus, Phase};
 
+pub use crate::plan::{Action, Note, Outcome, Routes};
+use crate::plan::{normal, warning};
 use crate::readiness::Readiness;
 use crate::status;
 use crate::strategy::{Strategy, next_weight, strategy};
@@ -45,6 +47,15 @@ pub enum Gate {
 }
 
 impl Gate {
+    /// The phase the gate's webhooks are told: the current one for confirm-rollout and rollback,
+    /// `Progressing` for the others (Flagger's scheduler_hooks.go).
+    pub fn payload_phase(self, current: Phase) -> Phase {
+        match self {
+            Gate::ConfirmRollout | Gate::RollbackRequested => current,
+            _ => Phase::Progressing,
+        }
+    }
+
     /// The webhook type the gate calls, if any (Checks also evaluates metrics).
     pub fn hook_type(self) -> HookType {
         match self {
@@ -103,59 +114,6 @@ pub enum Decision {
 
 fn act(outcome: Outcome) -> Decision {
     Decision::Act(Box::new(outcome))
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Outcome {
-    /// The new status, or `None` when it is unchanged.
-    pub status: Option<CanaryStatus>,
-    pub actions: Vec<Action>,
-    pub notes: Vec<Note>,
-    /// When to look again if nothing else happens.
-    pub requeue: Option<Duration>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Give the target replicas again (it was scaled to 0 between rollouts).
-    ScaleUpTarget,
-    ScaleDownTarget,
-    Route(Routes),
-    /// Copy the target's template (and configs) to the primary.
-    PromotePrimary,
-    /// Call the post-rollout webhooks with this phase (failures are only logged).
-    PostRollout(Phase),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Routes {
-    pub primary: i32,
-    pub canary: i32,
-    /// A/B testing: requests matching `analysis.match` go to the canary.
-    pub matched_to_canary: bool,
-    pub mirror: bool,
-}
-
-impl Routes {
-    pub fn weights(primary: i32, canary: i32) -> Routes {
-        Routes {
-            primary,
-            canary,
-            matched_to_canary: false,
-            mirror: false,
-        }
-    }
-
-    pub fn all_to_primary() -> Routes {
-        Routes::weights(100, 0)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub message: String,
 }
 
 /// The Canary being decided on.
@@ -247,7 +205,11 @@ impl<'a> Machine<'a> {
             Phase::Progressing | Phase::WaitingPromotion if revision_changed => self.start_or_wait(phase),
             Phase::Progressing | Phase::WaitingPromotion => self.analyse(phase),
             Phase::Promoting => self.promote(),
-            Phase::Finalising => act(self.finalise()),
+            Phase::Finalising => match &self.observation.primary {
+                Readiness::Failed(why) => act(self.failed_promotion(why)),
+                Readiness::Waiting(why) => self.wait(phase, &format!("finalising waits for the primary: {why}")),
+                Readiness::Ready => act(self.finalise()),
+            },
         }
     }
 
@@ -284,6 +246,7 @@ impl<'a> Machine<'a> {
                 vec![warning("InvalidInterval", format!("{}: {message}", self.name))]
             },
             requeue: None,
+            release_finalizer: false,
         }
     }
 
@@ -331,6 +294,7 @@ impl<'a> Machine<'a> {
             actions: vec![Action::ScaleDownTarget],
             notes: vec![normal("Reverted", format!("{}: {message}", self.name))],
             requeue: None,
+            release_finalizer: false,
         }
     }
 
@@ -352,6 +316,7 @@ impl<'a> Machine<'a> {
                     actions: vec![],
                     notes,
                     requeue: Some(self.interval()),
+                    release_finalizer: false,
                 });
             }
             Ok(_) => {}
@@ -391,6 +356,7 @@ impl<'a> Machine<'a> {
             actions: vec![Action::ScaleUpTarget, Action::Route(self.initial_routes())],
             notes: vec![note],
             requeue: Some(WAIT_RECHECK),
+            release_finalizer: false,
         })
     }
 
@@ -415,6 +381,7 @@ impl<'a> Machine<'a> {
             actions: vec![],
             notes: vec![],
             requeue: Some(WAIT_RECHECK),
+            release_finalizer: false,
         })
     }
 
@@ -433,6 +400,7 @@ impl<'a> Machine<'a> {
         if let Some(remaining) = self.until_next_step() {
             return act(Outcome {
                 requeue: Some(remaining),
+                release_finalizer: false,
                 ..Outcome::default()
             });
         }
@@ -497,6 +465,7 @@ impl<'a> Machine<'a> {
                 format!("{}: advancing to iteration {done}/{planned}", self.name),
             )],
             requeue: Some(self.interval()),
+            release_finalizer: false,
         })
     }
 
@@ -524,6 +493,7 @@ impl<'a> Machine<'a> {
             },
             notes: vec![normal("Progressing", format!("{}: {message}", self.name))],
             requeue: Some(self.interval()),
+            release_finalizer: false,
         }
     }
 
@@ -554,6 +524,7 @@ impl<'a> Machine<'a> {
                 format!("{}: check failed ({failed} of {threshold} allowed): {why}", self.name),
             )],
             requeue: Some(self.interval()),
+            release_finalizer: false,
         }
     }
 
@@ -567,6 +538,7 @@ impl<'a> Machine<'a> {
                     actions: vec![],
                     notes: vec![],
                     requeue: Some(self.interval()),
+                    release_finalizer: false,
                 });
             }
             Ok(_) => {}
@@ -581,6 +553,7 @@ impl<'a> Machine<'a> {
                 format!("{}: advancing canary weight to {next}%", self.name),
             )],
             requeue: Some(self.interval()),
+            release_finalizer: false,
         })
     }
 
@@ -609,6 +582,7 @@ impl<'a> Machine<'a> {
                         )]
                     },
                     requeue: Some(self.interval()),
+                    release_finalizer: false,
                 })
             }
             Ok(_) => act(confirmed()),
@@ -628,12 +602,13 @@ impl<'a> Machine<'a> {
                 true,
                 |_| {},
             ),
-            actions: vec![Action::PromotePrimary],
+            actions: vec![Action::ApplyPrimary],
             notes: vec![normal(
                 "Promoting",
                 format!("{}: {why}; copying the canary's template to the primary", self.name),
             )],
             requeue: Some(WAIT_RECHECK),
+            release_finalizer: false,
         }
     }
 
@@ -642,9 +617,7 @@ impl<'a> Machine<'a> {
             Readiness::Waiting(why) => {
                 return self.wait(Phase::Promoting, &format!("promotion waits for the primary: {why}"));
             }
-            Readiness::Failed(why) => {
-                return act(self.rollback(&format!("the primary did not roll out the promoted revision: {why}")));
-            }
+            Readiness::Failed(why) => return act(self.failed_promotion(why)),
             Readiness::Ready => {}
         }
         let weight = self.status.canary_weight.unwrap_or(0);
@@ -657,6 +630,7 @@ impl<'a> Machine<'a> {
             if let Some(remaining) = self.until_next_step() {
                 return act(Outcome {
                     requeue: Some(remaining),
+                    release_finalizer: false,
                     ..Outcome::default()
                 });
             }
@@ -675,6 +649,7 @@ impl<'a> Machine<'a> {
                     ),
                 )],
                 requeue: Some(if next == 0 { Duration::ZERO } else { self.interval() }),
+                release_finalizer: false,
             });
         }
         act(Outcome {
@@ -690,6 +665,7 @@ impl<'a> Machine<'a> {
                 format!("{}: routing all traffic to the primary", self.name),
             )],
             requeue: Some(Duration::ZERO),
+            release_finalizer: false,
         })
     }
 
@@ -707,6 +683,26 @@ impl<'a> Machine<'a> {
                 format!("{}: promotion completed; canary scaled down", self.name),
             )],
             requeue: None,
+            release_finalizer: false,
+        }
+    }
+
+    /// The primary cannot run the promoted revision: the canary is the only healthy copy, so
+    /// all traffic goes to it and it keeps running (Flagger's `handleFailedPromotion`,
+    /// pkg/controller/scheduler.go), rather than back to a primary that does not serve.
+    fn failed_promotion(&self, why: &str) -> Outcome {
+        let message = format!("promotion failed, the primary is not ready: {why}; all traffic is on the canary");
+        Outcome {
+            status: self.status_with(Phase::Failed, &message, true, |s| {
+                s.canary_weight = Some(100);
+            }),
+            actions: vec![
+                Action::Route(Routes::weights(0, 100)),
+                Action::PostRollout(Phase::Failed),
+            ],
+            notes: vec![warning("PromotionFailed", format!("{}: {message}", self.name))],
+            requeue: None,
+            release_finalizer: false,
         }
     }
 
@@ -731,23 +727,8 @@ impl<'a> Machine<'a> {
                 ),
             )],
             requeue: None,
+            release_finalizer: false,
         }
-    }
-}
-
-fn normal(reason: &'static str, message: String) -> Note {
-    Note {
-        warning: false,
-        reason,
-        message,
-    }
-}
-
-fn warning(reason: &'static str, message: String) -> Note {
-    Note {
-        warning: true,
-        reason,
-        message,
     }
 }
 

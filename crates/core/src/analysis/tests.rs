@@ -9,6 +9,8 @@ use serin_api::{CanarySpec, CanaryStatus, Phase};
 
 use super::*;
 
+mod properties;
+
 const START: i64 = 1_800_000_000;
 
 struct Sim {
@@ -85,8 +87,14 @@ impl Sim {
         self.status.canary_weight.unwrap_or(0)
     }
 
-    /// One reconcile: decide, answering gates, until the machine acts; applies the outcome.
     fn reconcile(&mut self) -> Outcome {
+        self.reconcile_with(false)
+    }
+
+    /// One reconcile: decide, answering gates, until the machine acts; carries the actions out
+    /// and, unless the operator `crashed` before its status write, applies the status. Every
+    /// decision is taken twice and must come out the same (decisions are pure).
+    fn reconcile_with(&mut self, crashed: bool) -> Outcome {
         let mut gates = Gates::default();
         loop {
             let subject = Subject {
@@ -104,7 +112,9 @@ impl Sim {
                 provider: self.provider,
                 target_has_selector_label: self.target_has_selector_label,
             };
-            match decide(&subject, &observation, &gates) {
+            let decision = decide(&subject, &observation, &gates);
+            assert_eq!(decision, decide(&subject, &observation, &gates), "deciding twice");
+            match decision {
                 Decision::Run(gate) => {
                     self.asked.push(gate);
                     let answers = self
@@ -125,7 +135,7 @@ impl Sim {
                     );
                 }
                 Decision::Act(outcome) => {
-                    if let Some(status) = &outcome.status {
+                    if let Some(status) = outcome.status.as_ref().filter(|_| !crashed) {
                         self.status = status.clone();
                         self.trace
                             .push((self.phase(), self.weight(), self.status.iterations.unwrap_or(0)));
@@ -205,7 +215,7 @@ fn a_progressive_canary_steps_up_then_promotes() {
     );
     assert_eq!(sim.routes(), vec![(100, 0), (90, 10), (80, 20), (70, 30), (100, 0)]);
     assert_eq!(sim.actions.first(), Some(&Action::ScaleUpTarget));
-    assert!(sim.actions.contains(&Action::PromotePrimary));
+    assert!(sim.actions.contains(&Action::ApplyPrimary));
     assert_eq!(sim.actions.last(), Some(&Action::PostRollout(Phase::Succeeded)));
     assert_eq!(sim.status.last_promoted_spec.as_deref(), Some("s1-rev2"));
     // No checks at weight 0; checks at 10, 20 and 30.
@@ -235,7 +245,7 @@ fn failed_checks_roll_back_at_the_threshold() {
         sim.actions
             .ends_with(&[Action::ScaleDownTarget, Action::PostRollout(Phase::Failed)])
     );
-    assert!(!sim.actions.contains(&Action::PromotePrimary));
+    assert!(!sim.actions.contains(&Action::ApplyPrimary));
     // One step to 10%, then interval × threshold.
     assert!(elapsed <= Duration::from_secs(4 * 60), "{elapsed:?}");
     // A failed canary stays failed until the next revision.
@@ -449,7 +459,7 @@ fn skip_analysis_promotes_a_ready_canary() {
     sim.new_revision("s1-rev2");
     sim.run_until(Phase::Succeeded, 10);
     assert!(!sim.asked.contains(&Gate::Checks));
-    assert!(sim.actions.contains(&Action::PromotePrimary));
+    assert!(sim.actions.contains(&Action::ApplyPrimary));
 }
 
 #[test]
@@ -556,7 +566,7 @@ fn a_target_that_lost_its_selector_label_at_promotion_is_rolled_back() {
     sim.run_until(Phase::Progressing, 5);
     sim.target_has_selector_label = false;
     sim.run_until(Phase::Failed, 20);
-    assert!(!sim.actions.contains(&Action::PromotePrimary));
+    assert!(!sim.actions.contains(&Action::ApplyPrimary));
     assert_eq!(sim.routes().last(), Some(&(100, 0)), "traffic back on the primary");
     assert_eq!(sim.status.canary_weight, Some(0));
 }
@@ -635,4 +645,24 @@ fn counters_never_overflow() {
     sim.now = sim.now.checked_add(Duration::from_secs(60)).expect("time");
     sim.reconcile();
     assert_eq!(sim.phase(), Phase::Failed);
+}
+
+#[test]
+fn a_primary_that_fails_during_promotion_leaves_traffic_on_the_canary() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Promoting, 40);
+    sim.primary = Readiness::Failed("deployment app-primary exceeded its progress deadline".into());
+    let outcome = sim.reconcile();
+    assert_eq!(sim.phase(), Phase::Failed);
+    assert_eq!(sim.status.canary_weight, Some(100));
+    assert_eq!(
+        outcome.actions,
+        vec![
+            Action::Route(Routes::weights(0, 100)),
+            Action::PostRollout(Phase::Failed)
+        ],
+        "the canary keeps serving: it is not scaled down"
+    );
+    assert_eq!(outcome.notes[0].reason, "PromotionFailed");
 }

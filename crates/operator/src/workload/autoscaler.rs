@@ -12,7 +12,7 @@ use serin_core::autoscaler::{KEDA_PAUSED_REPLICAS, primary_hpa, primary_scaled_o
 
 use crate::Error;
 use crate::apply::{FIELD_MANAGER, apply};
-use crate::controller::Context;
+use crate::context::Context;
 
 fn scaled_objects(client: &Client, namespace: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");

@@ -13,7 +13,7 @@ use serin_core::revision::data_hash;
 
 use crate::Error;
 use crate::apply::apply;
-use crate::controller::Context;
+use crate::context::Context;
 
 enum Object {
     ConfigMap(ConfigMap),

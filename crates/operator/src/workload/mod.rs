@@ -77,6 +77,14 @@ impl Workload {
         selector.and_then(|s| s.match_labels.clone()).unwrap_or_default()
     }
 
+    /// Whether it runs pods: a Deployment with replicas, a DaemonSet not parked by serin.
+    pub fn scaled_up(&self) -> bool {
+        match self {
+            Workload::Deployment(d) => d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) > 0,
+            Workload::DaemonSet(d) => !parked(d),
+        }
+    }
+
     /// Replicas of a Deployment; `None` for a DaemonSet (one pod per node).
     pub fn replicas(&self) -> Option<i32> {
         match self {

@@ -7,7 +7,7 @@ use serin_core::primary::{PrimaryInputs, primary_daemon_set, primary_deployment}
 use super::Workload;
 use crate::Error;
 use crate::apply::apply;
-use crate::controller::Context;
+use crate::context::Context;
 use crate::workload::autoscaler::sync_primary_autoscaler;
 use crate::workload::configs::{Tracked, copy_to_primary};
 

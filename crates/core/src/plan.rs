@@ -1,0 +1,91 @@
+//! The plan a decision returns: the next status, typed actions for the operator to carry out in
+//! order, Events, and when to look again. Every phase (initialization, analysis, promotion,
+//! revert on deletion) decides in these terms; the operator only interprets them.
+//!
+//! The operator carries the actions out first, then writes the status, then publishes the Events,
+//! then releases the finalizer if asked: a crash at any point leaves a status from which the same
+//! decision is taken again, and every action is idempotent.
+
+use std::time::Duration;
+
+use serin_api::{CanaryStatus, Phase};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// The new status, or `None` when it is unchanged.
+    pub status: Option<CanaryStatus>,
+    pub actions: Vec<Action>,
+    pub notes: Vec<Note>,
+    /// When to look again if nothing else happens.
+    pub requeue: Option<Duration>,
+    /// Remove the finalizer once the status is written: the Canary may go.
+    pub release_finalizer: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Copy the target's template (and configs, and autoscaler) to the primary: at
+    /// initialization and at promotion.
+    ApplyPrimary,
+    /// Create or update the apex, `-primary` and `-canary` Services.
+    ApplyServices,
+    /// Give the target replicas again (it was scaled to 0 between rollouts) and resume its
+    /// autoscaler.
+    ScaleUpTarget,
+    /// Scale the target to 0 and pause its autoscaler.
+    ScaleDownTarget,
+    Route(Routes),
+    /// Hand the provider's routing objects back to the apex Service (revert on deletion).
+    RevertRoutes,
+    /// Point the apex Service at the target's pods and release it (revert on deletion).
+    RevertApexService,
+    /// Call the post-rollout webhooks with this phase (failures are only logged).
+    PostRollout(Phase),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routes {
+    pub primary: i32,
+    pub canary: i32,
+    /// A/B testing: requests matching `analysis.match` go to the canary.
+    pub matched_to_canary: bool,
+    pub mirror: bool,
+}
+
+impl Routes {
+    pub fn weights(primary: i32, canary: i32) -> Routes {
+        Routes {
+            primary,
+            canary,
+            matched_to_canary: false,
+            mirror: false,
+        }
+    }
+
+    pub fn all_to_primary() -> Routes {
+        Routes::weights(100, 0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+pub(crate) fn normal(reason: &'static str, message: String) -> Note {
+    Note {
+        warning: false,
+        reason,
+        message,
+    }
+}
+
+pub(crate) fn warning(reason: &'static str, message: String) -> Note {
+    Note {
+        warning: true,
+        reason,
+        message,
+    }
+}

@@ -1,0 +1,20 @@
+//! What every reconcile works with: the API client, the flags, the HTTP clients, the caches.
+
+use kube::Client;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::Store;
+use serin_api::MetricTemplate;
+
+use crate::Config;
+use crate::http::HttpClients;
+
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    /// Who publishes serin's Events.
+    pub reporter: Reporter,
+    pub http: HttpClients,
+    /// The MetricTemplates that exist (names only), to warn about a templateRef naming none.
+    pub templates: Store<PartialObjectMeta<MetricTemplate>>,
+}

@@ -1,0 +1,146 @@
+//! The interpreter of serin-core's plans: each typed action becomes idempotent API calls, then
+//! the status is written, the Events published and, when the plan says so, the finalizer
+//! released. Nothing here chooses what happens next.
+
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource};
+use serin_api::Canary;
+use serin_api::canary::HookType;
+use serin_core::plan::{Action, Outcome};
+use serin_core::services::{ServiceInputs, reverted_apex, services};
+
+use crate::Error;
+use crate::apply::apply;
+use crate::context::Context;
+use crate::finalize;
+use crate::hooks;
+use crate::observe::Observed;
+use crate::report::{Note, publish, write_status};
+use crate::router::Router;
+use crate::workload::autoscaler::pause_target_scaler;
+use crate::workload::primary::apply_primary;
+
+/// What the actions act on.
+pub struct Subject<'a> {
+    pub context: &'a Context,
+    pub canary: &'a Canary,
+    pub observed: &'a Observed,
+    /// The Canary's router; `None` when its provider has none (only a revert can get there).
+    pub router: Option<&'a dyn Router>,
+}
+
+/// Carries the plan out; returns when to look again.
+pub async fn carry_out(subject: &Subject<'_>, outcome: &Outcome) -> Result<Requeue, Error> {
+    for action in &outcome.actions {
+        perform(subject, action).await?;
+    }
+    record(subject.context, subject.canary, outcome).await
+}
+
+/// The part of a plan after its actions: status, Events, finalizer.
+pub async fn record(context: &Context, canary: &Canary, outcome: &Outcome) -> Result<Requeue, Error> {
+    if let Some(status) = &outcome.status {
+        write_status(context, canary, status).await?;
+    }
+    for note in &outcome.notes {
+        let type_ = if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(
+            context,
+            canary,
+            Note {
+                type_,
+                reason: note.reason,
+                message: note.message.clone(),
+            },
+        )
+        .await;
+    }
+    if outcome.release_finalizer {
+        finalize::release(context, canary).await?;
+    }
+    Ok(outcome.requeue.map_or_else(Requeue::await_change, Requeue::requeue))
+}
+
+async fn perform(subject: &Subject<'_>, action: &Action) -> Result<(), Error> {
+    let Subject {
+        context,
+        canary,
+        observed,
+        router,
+    } = subject;
+    let namespace = observed.namespace.as_str();
+    let target = || observed.target.as_ref().ok_or(Error::TargetGone);
+    let label = || observed.label.as_ref().ok_or(Error::SelectorLabelLost);
+    match action {
+        Action::ApplyPrimary => {
+            apply_primary(context, canary, target()?, label()?, &observed.tracked).await?;
+        }
+        Action::ApplyServices | Action::RevertApexService => {
+            let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
+            let template = target()?.template();
+            let inputs = ServiceInputs {
+                spec: &canary.spec,
+                namespace,
+                label: label()?,
+                owner,
+                template: &template,
+            };
+            let api = Api::<Service>::namespaced(context.client.clone(), namespace);
+            if *action == Action::ApplyServices {
+                for service in services(&inputs) {
+                    apply(&api, &service).await?;
+                }
+            } else {
+                apply(&api, &reverted_apex(&inputs)).await?;
+            }
+        }
+        Action::Route(routes) => {
+            let router = router.ok_or(Error::NoRouter)?;
+            router.set_routes(canary, *routes).await?;
+        }
+        Action::RevertRoutes => {
+            if let Some(router) = router {
+                router.revert(canary).await?;
+            }
+        }
+        Action::ScaleUpTarget => {
+            let replicas = observed.primary.as_ref().and_then(|p| p.replicas()).unwrap_or(1).max(1);
+            pause_target_scaler(context, canary, namespace, false).await?;
+            target()?.scale_up(&context.client, namespace, replicas).await?;
+        }
+        Action::ScaleDownTarget => {
+            target()?.scale_down(&context.client, namespace).await?;
+            pause_target_scaler(context, canary, namespace, true).await?;
+        }
+        Action::PostRollout(phase) => {
+            let (failures, _) = hooks::call_all(
+                &context.http,
+                canary,
+                namespace,
+                &observed.revision,
+                HookType::PostRollout,
+                phase.as_str(),
+            )
+            .await;
+            for failure in failures {
+                publish(
+                    context,
+                    canary,
+                    Note {
+                        type_: EventType::Warning,
+                        reason: "PostRolloutFailed",
+                        message: failure,
+                    },
+                )
+                .await;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! What a reconcile reads of the cluster before serin-core decides: the target, its primary, the
+//! configs the target uses, and what follows from them (revision, selector label).
+
+use kube::ResourceExt;
+use serin_api::Canary;
+use serin_api::canary::TargetKind;
+use serin_core::naming::{SelectorLabel, controlled_by_other_canary, primary_name, selector_label};
+use serin_core::primary::same_template;
+use serin_core::revision::revision;
+
+use crate::Error;
+use crate::context::Context;
+use crate::workload::Workload;
+use crate::workload::configs::{self, Tracked};
+
+pub struct Observed {
+    pub namespace: String,
+    /// `None` when the target does not exist (or its kind is not one serin runs).
+    pub target: Option<Workload>,
+    pub primary: Option<Workload>,
+    /// The target's selector label; `None` when it has none of the `-selector-labels`.
+    pub label: Option<SelectorLabel>,
+    /// The ConfigMaps and Secrets the target's pod template uses.
+    pub tracked: Tracked,
+    /// The target's revision (`status.lastAppliedSpec` form); empty without a target.
+    pub revision: String,
+}
+
+pub async fn observe(context: &Context, canary: &Canary) -> Result<Observed, Error> {
+    let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+    let target_ref = &canary.spec.target_ref;
+    if target_ref.kind == TargetKind::Service {
+        return Ok(Observed {
+            namespace,
+            target: None,
+            primary: None,
+            label: None,
+            tracked: Tracked::default(),
+            revision: String::new(),
+        });
+    }
+    let target = Workload::get(&context.client, &namespace, target_ref.kind, &target_ref.name).await?;
+    let primary = Workload::get(
+        &context.client,
+        &namespace,
+        target_ref.kind,
+        &primary_name(&target_ref.name),
+    )
+    .await?;
+    let (tracked, revision, label) = match &target {
+        Some(target) => {
+            let template = target.template();
+            let tracked = configs::observe(context, &namespace, &template).await?;
+            let revision = revision(&template, &tracked.hashes());
+            let label = selector_label(&target.match_labels(), &context.config.selector_labels);
+            (tracked, revision, label)
+        }
+        None => (Tracked::default(), String::new(), None),
+    };
+    Ok(Observed {
+        namespace,
+        target,
+        primary,
+        label,
+        tracked,
+        revision,
+    })
+}
+
+impl Observed {
+    /// Whether the primary runs the target's template (see `same_template`).
+    pub fn primary_runs_target(&self) -> bool {
+        match (&self.target, &self.primary, &self.label) {
+            (Some(target), Some(primary), Some(label)) => same_template(
+                &primary.template(),
+                &target.template(),
+                label,
+                &self.tracked.references(),
+            ),
+            _ => false,
+        }
+    }
+
+    /// The Canary other than `canary` that controls the primary, if any.
+    pub fn primary_taken_by(&self, canary: &Canary) -> Option<String> {
+        let primary = self.primary.as_ref()?;
+        controlled_by_other_canary(&primary.owner_references(), &canary.uid().unwrap_or_default())
+    }
+}
