@@ -1,7 +1,8 @@
 //! Restart safety: the `serin operator` process is killed (SIGKILL) at every step of a rollout,
 //! in every phase (the gates hold it in Waiting and WaitingPromotion for a while), and started
-//! again. The rollout must end as it would have: every weight step taken once, nothing
-//! skipped, one promotion, the pre- and post-rollout webhooks called once.
+//! again, and once more while it waits for the answer of a post-rollout webhook. The rollout
+//! must end as it would have: every weight step taken once, nothing skipped, one promotion, the
+//! pre- and post-rollout webhooks called once.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -82,6 +83,8 @@ async fn a_rollout_survives_the_operator_being_killed_at_every_step() {
     traffic.set(&namespace, name, Behaviour::healthy());
     hooks.answer("/confirm-rollout", 403, "not yet");
     hooks.answer("/confirm-promotion", 403, "not yet");
+    // The post-rollout call is held, so the operator is killed between the call and its answer.
+    hooks.hold("/post-rollout", Duration::from_secs(2));
 
     let deployments = Api::<Deployment>::namespaced(env.client(), &namespace);
     deployments
@@ -139,8 +142,13 @@ async fn a_rollout_survives_the_operator_being_killed_at_every_step() {
         .await
         .expect("new revision");
     let mut seen = vec![];
+    let mut killed_in_post_rollout = false;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
+        if !killed_in_post_rollout && !hooks.calls_to("/post-rollout").is_empty() {
+            operator.kill_and_restart();
+            killed_in_post_rollout = true;
+        }
         let current = state(&canaries.get(name).await.expect("canary"));
         if seen.last() != Some(&current) {
             seen.push(current);
@@ -161,6 +169,18 @@ async fn a_rollout_survives_the_operator_being_killed_at_every_step() {
     }
 
     assert_eq!(seen.last().map(|s| s.0), Some(Phase::Succeeded), "seen {seen:?}");
+    // The post-rollout call may still be in flight when Succeeded is seen: wait for it, kill
+    // the operator during it, and give the new one time to call again if it were to.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !killed_in_post_rollout {
+        assert!(Instant::now() < deadline, "post-rollout was never called");
+        if !hooks.calls_to("/post-rollout").is_empty() {
+            operator.kill_and_restart();
+            killed_in_post_rollout = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
     let mut phases: Vec<Phase> = seen.iter().map(|s| s.0).collect();
     phases.dedup();
     for phase in [

@@ -213,7 +213,7 @@ pub fn initialize(current: &CanaryStatus, observation: &InitObservation) -> Outc
                 .into_iter()
                 .collect(),
             requeue: Some(INITIALIZATION_RECHECK),
-            release_finalizer: false,
+            after: vec![],
         };
     }
     actions.push(Action::ScaleDownTarget);
@@ -231,7 +231,7 @@ pub fn initialize(current: &CanaryStatus, observation: &InitObservation) -> Outc
             format!("Initialization done! {}.{}", o.name, o.namespace),
         )],
         requeue: None,
-        release_finalizer: false,
+        after: vec![],
     }
 }
 
@@ -287,7 +287,7 @@ pub fn revert(current: &CanaryStatus, observation: &RevertObservation) -> Outcom
     let released = |message: &str, note: Option<String>| Outcome {
         status: status::transition(current, Phase::Terminated, message, o.now),
         notes: note.map(|n| normal("Terminated", n)).into_iter().collect(),
-        release_finalizer: true,
+        after: vec![Action::ReleaseFinalizer],
         ..Outcome::default()
     };
     if o.taken_by_other {
@@ -337,7 +337,7 @@ pub fn revert(current: &CanaryStatus, observation: &RevertObservation) -> Outcom
                 .into_iter()
                 .collect(),
             requeue: Some(REVERT_RECHECK),
-            release_finalizer: false,
+            after: vec![],
         },
         None => Outcome {
             actions,
@@ -502,7 +502,7 @@ mod tests {
             assert_eq!(status.phase, Some(phase), "{observation:?}");
             assert_eq!(outcome.actions, actions, "{observation:?}");
             assert_eq!(outcome.notes.first().map(|n| n.reason), reason, "{observation:?}");
-            assert!(!outcome.release_finalizer);
+            assert!(outcome.after.is_empty());
         }
         let mut unsupported = observation(Some(target(&configs)), ready(true), &labels);
         unsupported.target_kind_supported = false;
@@ -594,7 +594,11 @@ mod tests {
             let outcome = revert(&CanaryStatus::default(), &observation);
             assert_eq!(outcome.status.and_then(|s| s.phase), Some(phase), "{observation:?}");
             assert_eq!(outcome.actions, actions, "{observation:?}");
-            assert_eq!(outcome.release_finalizer, released, "{observation:?}");
+            assert_eq!(
+                outcome.after.contains(&Action::ReleaseFinalizer),
+                released,
+                "{observation:?}"
+            );
         }
         let unlabelled = RevertTarget {
             has_selector_label: false,

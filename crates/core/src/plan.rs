@@ -3,8 +3,11 @@
 //! revert on deletion) decides in these terms; the operator only interprets them.
 //!
 //! The operator carries the actions out first, then writes the status, then publishes the Events,
-//! then releases the finalizer if asked: a crash at any point leaves a status from which the same
-//! decision is taken again, and every action is idempotent.
+//! then carries out the actions that must follow the status write (`after`). A crash before the
+//! status write leaves a status from which the same decision is taken again (every action is
+//! idempotent). What must not run twice (the post-rollout webhooks, releasing the finalizer) is
+//! in `after`: once the status says the rollout ended, no decision asks for it again, so a crash
+//! after the write can lose such an action but never repeats it.
 
 use std::time::Duration;
 
@@ -18,8 +21,8 @@ pub struct Outcome {
     pub notes: Vec<Note>,
     /// When to look again if nothing else happens.
     pub requeue: Option<Duration>,
-    /// Remove the finalizer once the status is written: the Canary may go.
-    pub release_finalizer: bool,
+    /// Actions carried out once the status is written.
+    pub after: Vec<Action>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,8 @@ pub enum Action {
     RevertApexService,
     /// Call the post-rollout webhooks with this phase (failures are only logged).
     PostRollout(Phase),
+    /// Remove the finalizer: the Canary may go.
+    ReleaseFinalizer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

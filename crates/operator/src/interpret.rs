@@ -1,6 +1,6 @@
 //! The interpreter of serin-core's plans: each typed action becomes idempotent API calls, then
-//! the status is written, the Events published and, when the plan says so, the finalizer
-//! released. Nothing here chooses what happens next.
+//! the status is written, the Events published, and the actions that must follow the status
+//! write are carried out (see `serin_core::plan`). Nothing here chooses what happens next.
 
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::Action as Requeue;
@@ -36,10 +36,14 @@ pub async fn carry_out(subject: &Subject<'_>, outcome: &Outcome) -> Result<Reque
     for action in &outcome.actions {
         perform(subject, action).await?;
     }
-    record(subject.context, subject.canary, outcome).await
+    let requeue = record(subject.context, subject.canary, outcome).await?;
+    for action in &outcome.after {
+        perform(subject, action).await?;
+    }
+    Ok(requeue)
 }
 
-/// The part of a plan after its actions: status, Events, finalizer.
+/// The status and the Events of a plan (all of a plan that has no actions, like a problem's).
 pub async fn record(context: &Context, canary: &Canary, outcome: &Outcome) -> Result<Requeue, Error> {
     if let Some(status) = &outcome.status {
         write_status(context, canary, status).await?;
@@ -60,9 +64,6 @@ pub async fn record(context: &Context, canary: &Canary, outcome: &Outcome) -> Re
             },
         )
         .await;
-    }
-    if outcome.release_finalizer {
-        finalize::release(context, canary).await?;
     }
     Ok(outcome.requeue.map_or_else(Requeue::await_change, Requeue::requeue))
 }
@@ -118,6 +119,7 @@ async fn perform(subject: &Subject<'_>, action: &Action) -> Result<(), Error> {
             target()?.scale_down(&context.client, namespace).await?;
             pause_target_scaler(context, canary, namespace, true).await?;
         }
+        Action::ReleaseFinalizer => finalize::release(context, canary).await?,
         Action::PostRollout(phase) => {
             let (failures, _) = hooks::call_all(
                 &context.http,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -23,6 +24,8 @@ pub struct Call {
 struct Shared {
     calls: Vec<Call>,
     answers: BTreeMap<String, (u16, String)>,
+    /// How long calls to a path wait before they are answered (they are recorded at once).
+    holds: BTreeMap<String, Duration>,
 }
 
 pub struct WebhookReceiver {
@@ -92,6 +95,14 @@ impl WebhookReceiver {
         }
     }
 
+    /// Calls to `path` from now on are recorded at once but answered only after `delay`, so a
+    /// test can act while the caller waits for the answer.
+    pub fn hold(&self, path: &str, delay: Duration) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.holds.insert(path.to_string(), delay);
+        }
+    }
+
     /// Every call received so far, in order.
     pub fn calls(&self) -> Vec<Call> {
         self.shared.lock().map(|s| s.calls.clone()).unwrap_or_default()
@@ -115,14 +126,22 @@ impl Drop for WebhookReceiver {
 async fn record(State(shared): State<Arc<Mutex<Shared>>>, uri: Uri, body: Bytes) -> (StatusCode, String) {
     let path = uri.path().to_string();
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let Ok(mut shared) = shared.lock() else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "receiver state poisoned".into());
+    let (hold, (status, body)) = {
+        let Ok(mut shared) = shared.lock() else {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "receiver state poisoned".into());
+        };
+        shared.calls.push(Call {
+            path: path.clone(),
+            body,
+        });
+        (
+            shared.holds.get(&path).copied(),
+            shared.answers.get(&path).cloned().unwrap_or((200, "ok".into())),
+        )
     };
-    shared.calls.push(Call {
-        path: path.clone(),
-        body,
-    });
-    let (status, body) = shared.answers.get(&path).cloned().unwrap_or((200, "ok".into()));
+    if let Some(delay) = hold {
+        tokio::time::sleep(delay).await;
+    }
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         body,

@@ -246,7 +246,7 @@ impl<'a> Machine<'a> {
                 vec![warning("InvalidInterval", format!("{}: {message}", self.name))]
             },
             requeue: None,
-            release_finalizer: false,
+            after: vec![],
         }
     }
 
@@ -294,7 +294,7 @@ impl<'a> Machine<'a> {
             actions: vec![Action::ScaleDownTarget],
             notes: vec![normal("Reverted", format!("{}: {message}", self.name))],
             requeue: None,
-            release_finalizer: false,
+            after: vec![],
         }
     }
 
@@ -316,7 +316,7 @@ impl<'a> Machine<'a> {
                     actions: vec![],
                     notes,
                     requeue: Some(self.interval()),
-                    release_finalizer: false,
+                    after: vec![],
                 });
             }
             Ok(_) => {}
@@ -356,7 +356,7 @@ impl<'a> Machine<'a> {
             actions: vec![Action::ScaleUpTarget, Action::Route(self.initial_routes())],
             notes: vec![note],
             requeue: Some(WAIT_RECHECK),
-            release_finalizer: false,
+            after: vec![],
         })
     }
 
@@ -381,7 +381,7 @@ impl<'a> Machine<'a> {
             actions: vec![],
             notes: vec![],
             requeue: Some(WAIT_RECHECK),
-            release_finalizer: false,
+            after: vec![],
         })
     }
 
@@ -400,7 +400,7 @@ impl<'a> Machine<'a> {
         if let Some(remaining) = self.until_next_step() {
             return act(Outcome {
                 requeue: Some(remaining),
-                release_finalizer: false,
+                after: vec![],
                 ..Outcome::default()
             });
         }
@@ -465,7 +465,7 @@ impl<'a> Machine<'a> {
                 format!("{}: advancing to iteration {done}/{planned}", self.name),
             )],
             requeue: Some(self.interval()),
-            release_finalizer: false,
+            after: vec![],
         })
     }
 
@@ -493,7 +493,7 @@ impl<'a> Machine<'a> {
             },
             notes: vec![normal("Progressing", format!("{}: {message}", self.name))],
             requeue: Some(self.interval()),
-            release_finalizer: false,
+            after: vec![],
         }
     }
 
@@ -524,7 +524,7 @@ impl<'a> Machine<'a> {
                 format!("{}: check failed ({failed} of {threshold} allowed): {why}", self.name),
             )],
             requeue: Some(self.interval()),
-            release_finalizer: false,
+            after: vec![],
         }
     }
 
@@ -538,7 +538,7 @@ impl<'a> Machine<'a> {
                     actions: vec![],
                     notes: vec![],
                     requeue: Some(self.interval()),
-                    release_finalizer: false,
+                    after: vec![],
                 });
             }
             Ok(_) => {}
@@ -553,7 +553,7 @@ impl<'a> Machine<'a> {
                 format!("{}: advancing canary weight to {next}%", self.name),
             )],
             requeue: Some(self.interval()),
-            release_finalizer: false,
+            after: vec![],
         })
     }
 
@@ -582,7 +582,7 @@ impl<'a> Machine<'a> {
                         )]
                     },
                     requeue: Some(self.interval()),
-                    release_finalizer: false,
+                    after: vec![],
                 })
             }
             Ok(_) => act(confirmed()),
@@ -608,7 +608,7 @@ impl<'a> Machine<'a> {
                 format!("{}: {why}; copying the canary's template to the primary", self.name),
             )],
             requeue: Some(WAIT_RECHECK),
-            release_finalizer: false,
+            after: vec![],
         }
     }
 
@@ -630,7 +630,7 @@ impl<'a> Machine<'a> {
             if let Some(remaining) = self.until_next_step() {
                 return act(Outcome {
                     requeue: Some(remaining),
-                    release_finalizer: false,
+                    after: vec![],
                     ..Outcome::default()
                 });
             }
@@ -649,7 +649,7 @@ impl<'a> Machine<'a> {
                     ),
                 )],
                 requeue: Some(if next == 0 { Duration::ZERO } else { self.interval() }),
-                release_finalizer: false,
+                after: vec![],
             });
         }
         act(Outcome {
@@ -665,7 +665,7 @@ impl<'a> Machine<'a> {
                 format!("{}: routing all traffic to the primary", self.name),
             )],
             requeue: Some(Duration::ZERO),
-            release_finalizer: false,
+            after: vec![],
         })
     }
 
@@ -677,13 +677,13 @@ impl<'a> Machine<'a> {
                 s.failed_checks = Some(0);
                 s.last_promoted_spec = s.last_applied_spec.clone();
             }),
-            actions: vec![Action::ScaleDownTarget, Action::PostRollout(Phase::Succeeded)],
+            actions: vec![Action::ScaleDownTarget],
             notes: vec![normal(
                 "Succeeded",
                 format!("{}: promotion completed; canary scaled down", self.name),
             )],
             requeue: None,
-            release_finalizer: false,
+            after: vec![Action::PostRollout(Phase::Succeeded)],
         }
     }
 
@@ -702,7 +702,7 @@ impl<'a> Machine<'a> {
             ],
             notes: vec![warning("PromotionFailed", format!("{}: {message}", self.name))],
             requeue: None,
-            release_finalizer: false,
+            after: vec![Action::PostRollout(Phase::Failed)],
         }
     }
 
@@ -714,11 +714,7 @@ impl<'a> Machine<'a> {
                 // A revision refused while Waiting is not retried until the next one.
                 s.last_applied_spec = Some(self.observation.revision.to_string());
             }),
-            actions: vec![
-                Action::Route(Routes::all_to_primary()),
-                Action::ScaleDownTarget,
-                Action::PostRollout(Phase::Failed),
-            ],
+            actions: vec![Action::Route(Routes::all_to_primary()), Action::ScaleDownTarget],
             notes: vec![warning(
                 "RolledBack",
                 format!(
@@ -727,7 +723,7 @@ impl<'a> Machine<'a> {
                 ),
             )],
             requeue: None,
-            release_finalizer: false,
+            after: vec![Action::PostRollout(Phase::Failed)],
         }
     }
 }

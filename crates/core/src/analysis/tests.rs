@@ -141,6 +141,9 @@ impl Sim {
                             .push((self.phase(), self.weight(), self.status.iterations.unwrap_or(0)));
                     }
                     self.actions.extend(outcome.actions.clone());
+                    if !crashed {
+                        self.actions.extend(outcome.after.clone());
+                    }
                     return *outcome;
                 }
             }

@@ -148,4 +148,18 @@ proptest! {
         crashed_routes.dedup();
         prop_assert_eq!(clean_routes, crashed_routes, "the same routes, some repeated");
     }
+
+    #[test]
+    fn post_rollout_hooks_run_once_and_never_twice_after_a_crash(
+        shape in shapes(),
+        threshold in 1..=3i32,
+        healthy in any::<bool>(),
+        crashes in prop::collection::vec(any::<bool>(), 0..60),
+    ) {
+        let post_rollouts = |sim: &Sim| sim.actions.iter().filter(|a| matches!(a, Action::PostRollout(_))).count();
+        prop_assert_eq!(post_rollouts(&roll_out(&shape, threshold, &[healthy], &[])), 1);
+        // A crash before the status write skips the hooks with it; the decision taken again
+        // calls them once.
+        prop_assert_eq!(post_rollouts(&roll_out(&shape, threshold, &[healthy], &crashes)), 1);
+    }
 }
