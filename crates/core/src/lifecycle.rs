@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use serin_api::{CanaryStatus, Phase};
+use serin_api::{CanarySpec, CanaryStatus, Phase};
 
 use crate::plan::{Action, Outcome, Routes, normal, warning};
 use crate::readiness::Readiness;
@@ -97,6 +97,7 @@ pub enum InitPrimary {
 #[derive(Debug, Clone)]
 pub struct InitObservation<'a> {
     pub now: Timestamp,
+    pub spec: &'a CanarySpec,
     pub name: &'a str,
     pub namespace: &'a str,
     pub target_name: &'a str,
@@ -217,6 +218,12 @@ pub fn initialize(current: &CanaryStatus, observation: &InitObservation) -> Outc
         };
     }
     actions.push(Action::ScaleDownTarget);
+    // As Flagger at initialization: an unreachable metric provider is said early (Event only).
+    let checks_metrics = o.spec.skip_analysis != Some(true)
+        && o.spec
+            .analysis()
+            .and_then(|a| a.metrics.as_ref())
+            .is_some_and(|m| !m.is_empty());
     Outcome {
         status: status::initialized(
             current,
@@ -231,7 +238,11 @@ pub fn initialize(current: &CanaryStatus, observation: &InitObservation) -> Outc
             format!("Initialization done! {}.{}", o.name, o.namespace),
         )],
         requeue: None,
-        after: vec![],
+        after: if checks_metrics {
+            vec![Action::CheckMetricProviders]
+        } else {
+            vec![]
+        },
     }
 }
 
@@ -362,6 +373,19 @@ mod tests {
 
     const LABELS: [&str; 1] = ["app"];
 
+    fn spec() -> &'static CanarySpec {
+        static SPEC: std::sync::OnceLock<CanarySpec> = std::sync::OnceLock::new();
+        SPEC.get_or_init(|| {
+            serde_json::from_value(serde_json::json!({
+                "targetRef": { "kind": "Deployment", "name": "web" },
+                "service": { "port": 80 },
+                "analysis": { "interval": "1m", "threshold": 1, "iterations": 1,
+                              "metrics": [{ "name": "request-success-rate", "thresholdRange": { "min": 99 } }] }
+            }))
+            .expect("spec")
+        })
+    }
+
     fn observation<'a>(
         target: Option<InitTarget<'a>>,
         primary: InitPrimary,
@@ -369,6 +393,7 @@ mod tests {
     ) -> InitObservation<'a> {
         InitObservation {
             now: at(100),
+            spec: spec(),
             name: "web",
             namespace: "shop",
             target_name: "web",
@@ -502,7 +527,16 @@ mod tests {
             assert_eq!(status.phase, Some(phase), "{observation:?}");
             assert_eq!(outcome.actions, actions, "{observation:?}");
             assert_eq!(outcome.notes.first().map(|n| n.reason), reason, "{observation:?}");
-            assert!(outcome.after.is_empty());
+            let checks_providers = phase == Phase::Initialized;
+            assert_eq!(
+                outcome.after,
+                if checks_providers {
+                    vec![Action::CheckMetricProviders]
+                } else {
+                    vec![]
+                },
+                "{observation:?}"
+            );
         }
         let mut unsupported = observation(Some(target(&configs)), ready(true), &labels);
         unsupported.target_kind_supported = false;

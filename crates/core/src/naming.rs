@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
+/// The field manager of everything serin writes with server-side apply, and of its patches.
+pub const FIELD_MANAGER: &str = "serin";
+
 /// Labels looked up, in order, in the target's selector when `-selector-labels` is not given.
 pub const DEFAULT_SELECTOR_LABELS: [&str; 3] = ["app", "name", "app.kubernetes.io/name"];
 

@@ -46,6 +46,19 @@ pub enum Action {
     PostRollout(Phase),
     /// Remove the finalizer: the Canary may go.
     ReleaseFinalizer,
+    /// Ask each metric provider the Canary's checks use whether it answers; a Warning Event for
+    /// each that does not (nothing else changes).
+    CheckMetricProviders,
+}
+
+/// The routes a router found in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedRoutes {
+    pub primary: i32,
+    pub canary: i32,
+    /// Why the provider refused the routing object (the Gateway API's `Accepted=False` at the
+    /// route's current generation); `None` when it did not.
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Which deployment strategy a Canary's analysis describes, and the weights it steps through.
 
-use serin_api::canary::{CanaryAnalysis, Provider};
+use serin_api::canary::CanaryAnalysis;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Strategy {
@@ -35,18 +35,13 @@ impl Strategy {
 /// Iterations of a blue/green rollout on the kubernetes provider when the analysis sets none.
 pub const KUBERNETES_DEFAULT_ITERATIONS: i32 = 10;
 
-/// Routers that can only send all traffic to one side: the strategy becomes blue/green.
-pub fn supports_weights(provider: Provider) -> bool {
-    provider != Provider::Kubernetes
-}
-
-/// The strategy of `analysis` on `provider`, as Flagger derives it: `match` with `iterations` is
-/// A/B testing, `iterations` alone blue/green, otherwise a progressive canary. The kubernetes
-/// provider has no weights or matches, so it always runs blue/green (at least one iteration).
-pub fn strategy(analysis: &CanaryAnalysis, provider: Provider) -> Strategy {
+/// The strategy of `analysis`, as Flagger derives it: `match` with `iterations` is A/B testing,
+/// `iterations` alone blue/green, otherwise a progressive canary. A router that cannot shift
+/// weights (the kubernetes provider's) always runs blue/green.
+pub fn strategy(analysis: &CanaryAnalysis, shifts_weights: bool) -> Strategy {
     let iterations = analysis.iterations.unwrap_or(0);
     let has_match = analysis.match_.as_ref().is_some_and(|m| !m.is_empty());
-    if !supports_weights(provider) {
+    if !shifts_weights {
         // Flagger's scheduler.go: "Progressive traffic is not supported when using the kubernetes
         // provider", then "Setting canaryAnalysis.iterations: 10"; a match is dropped.
         let iterations = if iterations < 1 {
@@ -101,6 +96,7 @@ pub fn next_weight(steps: &Steps, max_weight: i32, current: i32) -> Option<i32> 
 mod tests {
     use super::*;
     use serin_api::canary::AnalysisMatch;
+    use serin_api::canary::Provider;
 
     fn analysis(f: impl FnOnce(&mut CanaryAnalysis)) -> CanaryAnalysis {
         let mut a = CanaryAnalysis {
@@ -198,7 +194,12 @@ mod tests {
             ),
         ];
         for (analysis, provider, expected) in cases {
-            assert_eq!(strategy(&analysis, provider), expected, "{analysis:?} on {provider:?}");
+            let shifts_weights = provider != Provider::Kubernetes;
+            assert_eq!(
+                strategy(&analysis, shifts_weights),
+                expected,
+                "{analysis:?} on {provider:?}"
+            );
         }
     }
 

@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use serin_api::canary::Provider;
 use serin_api::{CanarySpec, CanaryStatus};
 
-use crate::strategy::{KUBERNETES_DEFAULT_ITERATIONS, supports_weights};
+use crate::strategy::KUBERNETES_DEFAULT_ITERATIONS;
 
 /// The condition type that lists the current warnings, one per line of its message.
 pub const CONDITION: &str = "SpecWarnings";
@@ -21,11 +21,12 @@ pub struct MissingTemplate {
     pub name: String,
 }
 
-/// Everything worth a warning in `spec` on `provider`. `ignored_fields` are the spec fields the
-/// provider's router does not honour (the router knows them).
+/// Everything worth a warning in `spec` on `provider`. Whether the provider's router
+/// `shifts_weights` and which spec fields it ignores, the router knows.
 pub fn spec_warnings(
     spec: &CanarySpec,
     provider: Provider,
+    shifts_weights: bool,
     ignored_fields: &[&str],
     missing_templates: &[MissingTemplate],
 ) -> Vec<String> {
@@ -49,7 +50,7 @@ pub fn spec_warnings(
                 "analysis.stepWeights {weights:?} must increase; steps not above the previous weight are skipped"
             ));
         }
-        if !supports_weights(provider) {
+        if !shifts_weights {
             if analysis.match_.as_ref().is_some_and(|m| !m.is_empty()) {
                 warnings.push(format!(
                     "analysis.match is ignored: the {provider_name} provider cannot route a segment of users (A/B testing needs a mesh, an ingress or the Gateway API); the rollout is blue/green"
@@ -134,7 +135,7 @@ mod tests {
     #[test]
     fn mistakes_flagger_accepts_are_named() {
         let above = spec(json!({ "interval": "1m", "threshold": 1, "stepWeight": 60, "maxWeight": 50 }));
-        let warnings = spec_warnings(&above, Provider::GatewayApiV1, &[], &[]);
+        let warnings = spec_warnings(&above, Provider::GatewayApiV1, true, &[], &[]);
         assert_eq!(
             warnings,
             vec![
@@ -143,11 +144,11 @@ mod tests {
         );
         let unordered = spec(json!({ "interval": "1m", "threshold": 1, "stepWeights": [10, 5, 20] }));
         assert_eq!(
-            spec_warnings(&unordered, Provider::GatewayApiV1, &[], &[]),
+            spec_warnings(&unordered, Provider::GatewayApiV1, true, &[], &[]),
             vec!["analysis.stepWeights [10, 5, 20] must increase; steps not above the previous weight are skipped"]
         );
         let fine = spec(json!({ "interval": "1m", "threshold": 1, "stepWeight": 10, "maxWeight": 50 }));
-        assert!(spec_warnings(&fine, Provider::GatewayApiV1, &[], &[]).is_empty());
+        assert!(spec_warnings(&fine, Provider::GatewayApiV1, true, &[], &[]).is_empty());
     }
 
     #[test]
@@ -156,7 +157,7 @@ mod tests {
             "interval": "1m", "threshold": 1, "stepWeight": 10,
             "match": [{ "headers": { "x-canary": { "exact": "1" } } }]
         }));
-        let warnings = spec_warnings(&progressive, Provider::Kubernetes, &[], &[]);
+        let warnings = spec_warnings(&progressive, Provider::Kubernetes, false, &[], &[]);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].starts_with("analysis.match is ignored: the kubernetes provider"));
         assert!(warnings[1].contains("running blue/green with analysis.iterations 10"));
@@ -176,6 +177,7 @@ mod tests {
         let warnings = spec_warnings(
             &with_alerts,
             Provider::GatewayApiV1,
+            true,
             &["service.corsPolicy"],
             &[missing],
         );

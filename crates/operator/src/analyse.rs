@@ -16,10 +16,10 @@ use crate::Error;
 use crate::context::Context;
 use crate::hooks;
 use crate::interpret::{self, Subject};
-use crate::metrics::{self, MetricContext};
 use crate::observe::{Observed, observe};
 use crate::report::{Note, publish};
-use crate::router;
+use serin_metrics::{self as metrics, MetricContext};
+use serin_router as router;
 
 pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
     let observed = observe(context, canary).await?;
@@ -44,6 +44,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
     let provider = context.config.provider_of(&canary.spec);
     // An unsupported provider is a user error: the controller reports it in the status.
     let router = router::for_provider(provider, &context.client)?;
+    let routes = router.get_routes(canary).await?;
     let status = adopt_flagger_status(&status, &observed.revision, observed.primary_runs_target());
     let analysis = canary.spec.analysis().cloned().unwrap_or_default();
     let deadline = canary.spec.progress_deadline_seconds();
@@ -54,7 +55,8 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
         tracked_configs: &tracked_configs,
         canary: target.readiness(analysis.canary_ready_threshold(), deadline, now),
         primary: primary.readiness(analysis.primary_ready_threshold(), deadline, now),
-        provider,
+        shifts_weights: router.shifts_weights(),
+        routes,
         target_has_selector_label: observed.label.is_some(),
     };
     let name = canary.name_any();
@@ -124,19 +126,7 @@ async fn run_gate(
 
 /// Runs every metric check (all of them, so each value is reported) and publishes each verdict.
 async fn metric_checks(context: &Context, canary: &Canary, observed: &Observed, provider: Provider) -> GateResult {
-    let metrics_server = canary
-        .spec
-        .metrics_server
-        .as_deref()
-        .unwrap_or(&context.config.metrics_server);
-    let metric_context = MetricContext {
-        client: &context.client,
-        canary,
-        namespace: &observed.namespace,
-        provider,
-        metrics_server,
-        http: &context.http,
-    };
+    let metric_context = metric_context(context, canary, &observed.namespace, provider);
     let mut failures = Vec::new();
     let metrics = canary.spec.analysis().and_then(|a| a.metrics.as_ref());
     for metric in metrics.into_iter().flatten() {
@@ -173,5 +163,27 @@ async fn metric_checks(context: &Context, canary: &Canary, observed: &Observed, 
             open: false,
             message: failures.join("; "),
         }
+    }
+}
+
+/// Where the Canary's metrics are queried: `spec.metricsServer` or `-metrics-server` for the
+/// builtin metrics of its traffic `provider`.
+pub fn metric_context<'a>(
+    context: &'a Context,
+    canary: &'a Canary,
+    namespace: &'a str,
+    provider: Provider,
+) -> MetricContext<'a> {
+    MetricContext {
+        client: &context.client,
+        canary,
+        namespace,
+        provider,
+        metrics_server: canary
+            .spec
+            .metrics_server
+            .as_deref()
+            .unwrap_or(&context.config.metrics_server),
+        http: &context.http,
     }
 }

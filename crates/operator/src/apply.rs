@@ -5,7 +5,7 @@ use kube::{Api, ResourceExt};
 
 use crate::Error;
 
-pub const FIELD_MANAGER: &str = "serin";
+pub use serin_core::naming::FIELD_MANAGER;
 
 /// Creates or updates an object serin owns, with server-side apply.
 pub async fn apply<K>(api: &Api<K>, object: &K) -> Result<K, Error>

@@ -7,7 +7,7 @@ use kube::runtime::reflector::Store;
 use serin_api::MetricTemplate;
 
 use crate::Config;
-use crate::http::HttpClients;
+use serin_metrics::HttpClients;
 
 pub struct Context {
     pub client: Client,

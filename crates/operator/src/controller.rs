@@ -21,8 +21,8 @@ use serin_core::naming::primary_name;
 use tracing::Instrument;
 
 use crate::context::Context;
-use crate::http::HttpClients;
 use crate::{Config, Error, analyse, finalize, initialize, interpret, report};
+use serin_metrics::HttpClients;
 
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(300);

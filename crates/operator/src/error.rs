@@ -1,5 +1,3 @@
-use serin_api::canary::Provider;
-
 /// Failures of one reconcile. Each has a short PascalCase reason used in Events and logs.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -9,8 +7,8 @@ pub enum Error {
     MissingNamespace,
     #[error("the Canary has no uid to own its objects with")]
     MissingUid,
-    #[error("provider {0:?} is not supported by this serin version; use kubernetes or gatewayapi:v1")]
-    UnsupportedProvider(Provider),
+    #[error(transparent)]
+    Router(#[from] serin_router::Error),
     #[error("could not build an object: {0}")]
     Serialize(serde_json::Error),
     #[error("autoscalerRef names {kind} {namespace}/{name}, which does not exist: create it or fix spec.autoscalerRef")]
@@ -36,7 +34,7 @@ impl Error {
             Error::Kube(_) => "KubernetesApiError",
             Error::MissingNamespace => "MissingNamespace",
             Error::MissingUid => "MissingUid",
-            Error::UnsupportedProvider(_) => "UnsupportedProvider",
+            Error::Router(error) => error.reason(),
             Error::Serialize(_) => "InvalidObject",
             Error::AutoscalerNotFound { .. } => "AutoscalerNotFound",
             Error::TargetTaken(_) => "TargetTaken",
@@ -50,7 +48,9 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Error::UnsupportedProvider(_) | Error::AutoscalerNotFound { .. } | Error::TargetTaken(_)
+            Error::Router(serin_router::Error::UnsupportedProvider(_))
+                | Error::AutoscalerNotFound { .. }
+                | Error::TargetTaken(_)
         )
     }
 }

@@ -15,7 +15,7 @@ use crate::Error;
 use crate::context::Context;
 use crate::interpret::{self, Subject};
 use crate::observe::observe;
-use crate::router;
+use serin_router as router;
 
 pub const FINALIZER: &str = "finalizer.flagger.app";
 

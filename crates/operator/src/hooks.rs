@@ -8,7 +8,7 @@ use serde::Serialize;
 use serin_api::Canary;
 use serin_api::canary::{CanaryWebhook, HookType};
 
-use crate::http::HttpClients;
+use serin_metrics::HttpClients;
 
 /// Response bodies longer than this are cut in messages and Events.
 const BODY_LIMIT: usize = 512;

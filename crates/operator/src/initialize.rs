@@ -16,7 +16,7 @@ use crate::Error;
 use crate::context::Context;
 use crate::interpret::{self, Subject};
 use crate::observe::observe;
-use crate::router;
+use serin_router as router;
 
 pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
     let observed = observe(context, canary).await?;
@@ -59,6 +59,7 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
         &status,
         &InitObservation {
             now,
+            spec: &canary.spec,
             name: &name,
             namespace: &observed.namespace,
             target_name: &target_ref.name,

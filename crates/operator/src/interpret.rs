@@ -18,9 +18,9 @@ use crate::finalize;
 use crate::hooks;
 use crate::observe::Observed;
 use crate::report::{Note, publish, write_status};
-use crate::router::Router;
 use crate::workload::autoscaler::pause_target_scaler;
 use crate::workload::primary::apply_primary;
+use serin_router::Router;
 
 /// What the actions act on.
 pub struct Subject<'a> {
@@ -120,6 +120,27 @@ async fn perform(subject: &Subject<'_>, action: &Action) -> Result<(), Error> {
             pause_target_scaler(context, canary, namespace, true).await?;
         }
         Action::ReleaseFinalizer => finalize::release(context, canary).await?,
+        Action::CheckMetricProviders => {
+            let provider = context.config.provider_of(&canary.spec);
+            let metrics = canary
+                .spec
+                .analysis()
+                .and_then(|a| a.metrics.clone())
+                .unwrap_or_default();
+            let metric_context = crate::analyse::metric_context(context, canary, namespace, provider);
+            for message in serin_metrics::offline_providers(&metric_context, &metrics).await {
+                publish(
+                    context,
+                    canary,
+                    Note {
+                        type_: EventType::Warning,
+                        reason: "MetricProviderOffline",
+                        message,
+                    },
+                )
+                .await;
+            }
+        }
         Action::PostRollout(phase) => {
             let (failures, _) = hooks::call_all(
                 &context.http,

@@ -9,13 +9,10 @@ mod controller;
 mod error;
 mod finalize;
 mod hooks;
-mod http;
 mod initialize;
 mod interpret;
-mod metrics;
 mod observe;
 mod report;
-mod router;
 mod workload;
 
 pub use config::Config;

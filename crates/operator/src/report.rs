@@ -14,7 +14,7 @@ use crate::Error;
 use crate::apply::FIELD_MANAGER;
 use crate::context::Context;
 use crate::hooks::{self, Payload};
-use crate::router;
+use serin_router as router;
 
 pub struct Note<'a> {
     pub type_: EventType,
@@ -44,11 +44,12 @@ pub async fn write_status(context: &Context, canary: &Canary, status: &CanarySta
 /// its status. Returns whether it wrote anything.
 pub async fn spec_warnings(context: &Context, canary: &Canary) -> Result<bool, Error> {
     let provider = context.config.provider_of(&canary.spec);
-    let ignored = router::for_provider(provider, &context.client)
-        .map(|router| router.ignored_fields(&canary.spec))
-        .unwrap_or_default();
+    // A provider without a router is reported by the stage itself (UnsupportedProvider).
+    let (shifts_weights, ignored) = router::for_provider(provider, &context.client)
+        .map(|router| (router.shifts_weights(), router.ignored_fields(&canary.spec)))
+        .unwrap_or((true, Vec::new()));
     let missing = missing_templates(context, canary);
-    let warnings = warnings::spec_warnings(&canary.spec, provider, &ignored, &missing);
+    let warnings = warnings::spec_warnings(&canary.spec, provider, shifts_weights, &ignored, &missing);
     let current = canary.status.clone().unwrap_or_default();
     let Some((status, new)) = warnings::record(&current, &warnings, Timestamp::now()) else {
         return Ok(false);

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use serin_api::canary::{CanaryAnalysis, HookType, Provider};
+use serin_api::canary::{CanaryAnalysis, HookType};
 use serin_api::duration::DurationError;
 use serin_api::{CanarySpec, CanaryStatus, Phase};
 
-pub use crate::plan::{Action, Note, Outcome, Routes};
+pub use crate::plan::{Action, Note, ObservedRoutes, Outcome, Routes};
 use crate::plan::{normal, warning};
 use crate::readiness::Readiness;
 use crate::status;
@@ -101,7 +101,10 @@ pub struct Observation<'a> {
     /// Readiness of the target (the canary workload).
     pub canary: Readiness,
     pub primary: Readiness,
-    pub provider: Provider,
+    /// Whether the Canary's router can split traffic by weight.
+    pub shifts_weights: bool,
+    /// The routes the router found in the cluster (`None`: it keeps none, or none yet).
+    pub routes: Option<ObservedRoutes>,
     /// Whether the target's selector still has one of the selector labels (needed to promote).
     pub target_has_selector_label: bool,
 }
@@ -150,7 +153,7 @@ struct Machine<'a> {
 impl<'a> Machine<'a> {
     fn new(subject: &'a Subject, observation: &'a Observation, gates: &'a Gates) -> Machine<'a> {
         let analysis = subject.spec.analysis().cloned().unwrap_or_default();
-        let strategy = strategy(&analysis, observation.provider);
+        let strategy = strategy(&analysis, observation.shifts_weights);
         let interval = analysis.interval();
         Machine {
             name: format!("{}.{}", subject.name, subject.namespace),
@@ -360,6 +363,18 @@ impl<'a> Machine<'a> {
         })
     }
 
+    /// The routes the status says are in place during the analysis.
+    fn current_routes(&self) -> Routes {
+        let weight = self.status.canary_weight.unwrap_or(0);
+        if weight == 0 {
+            return self.initial_routes();
+        }
+        Routes {
+            matched_to_canary: matches!(self.strategy, Strategy::AbTesting { .. }),
+            ..Routes::weights(100 - weight, weight)
+        }
+    }
+
     /// Routes while the analysis runs, before any weight step.
     fn initial_routes(&self) -> Routes {
         match self.strategy {
@@ -393,6 +408,38 @@ impl<'a> Machine<'a> {
         }
         if let Readiness::Waiting(why) | Readiness::Failed(why) = &self.observation.primary {
             return self.wait(phase, &format!("primary is not ready: {why}"));
+        }
+        if let Some(routes) = &self.observation.routes {
+            if let Some(why) = &routes.refused {
+                // Measuring a canary that receives no traffic would judge nothing.
+                let message = format!("the routes are not accepted, so the analysis waits: {why}");
+                let said = status::promoted_condition(self.status).and_then(|c| c.message.as_deref()) == Some(&message);
+                return act(Outcome {
+                    status: self.status_with(phase, &message, false, |_| {}),
+                    notes: if said {
+                        vec![]
+                    } else {
+                        vec![warning("RoutesRefused", format!("{}: {message}", self.name))]
+                    },
+                    requeue: Some(WAIT_RECHECK),
+                    ..Outcome::default()
+                });
+            }
+            let expected = self.current_routes();
+            if (routes.primary, routes.canary) != (expected.primary, expected.canary) {
+                return act(Outcome {
+                    actions: vec![Action::Route(expected)],
+                    notes: vec![warning(
+                        "RoutesRepaired",
+                        format!(
+                            "{}: the routes sent {}% to the primary and {}% to the canary; set back to {}% and {}% as the analysis requires",
+                            self.name, routes.primary, routes.canary, expected.primary, expected.canary
+                        ),
+                    )],
+                    requeue: Some(WAIT_RECHECK),
+                    ..Outcome::default()
+                });
+            }
         }
         if self.spec.skip_analysis == Some(true) {
             return act(self.start_promotion("analysis skipped (skipAnalysis)"));
@@ -472,7 +519,7 @@ impl<'a> Machine<'a> {
     /// Blue/green after its last iteration: all traffic goes to the canary (on a router that
     /// can shift it) for one more check before the promotion, as Flagger's `runBlueGreen` does.
     fn switch_to_canary(&self, phase: Phase, iterations: i32) -> Outcome {
-        let weighted = crate::strategy::supports_weights(self.observation.provider);
+        let weighted = self.observation.shifts_weights;
         let done = iterations.saturating_add(1);
         let message = if weighted {
             "all traffic routed to the canary for a last check before the promotion"

@@ -23,6 +23,7 @@ struct Sim {
     canary: Readiness,
     primary: Readiness,
     target_has_selector_label: bool,
+    routes: Option<ObservedRoutes>,
     /// Answers per gate; the last answer repeats.
     answers: BTreeMap<Gate, Vec<bool>>,
     asked: Vec<Gate>,
@@ -51,6 +52,7 @@ impl Sim {
             canary: Readiness::Ready,
             primary: Readiness::Ready,
             target_has_selector_label: true,
+            routes: None,
             answers: BTreeMap::new(),
             asked: vec![],
             actions: vec![],
@@ -109,7 +111,8 @@ impl Sim {
                 tracked_configs: &self.tracked,
                 canary: self.canary.clone(),
                 primary: self.primary.clone(),
-                provider: self.provider,
+                shifts_weights: self.provider != Provider::Kubernetes,
+                routes: self.routes.clone(),
                 target_has_selector_label: self.target_has_selector_label,
             };
             let decision = decide(&subject, &observation, &gates);
@@ -668,4 +671,44 @@ fn a_primary_that_fails_during_promotion_leaves_traffic_on_the_canary() {
         "the canary keeps serving: it is not scaled down"
     );
     assert_eq!(outcome.notes[0].reason, "PromotionFailed");
+}
+
+#[test]
+fn routes_changed_behind_serins_back_are_set_back() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.reconcile();
+    sim.now = sim.now.checked_add(Duration::from_secs(60)).expect("time");
+    sim.reconcile();
+    assert_eq!(sim.weight(), 10);
+    sim.routes = Some(ObservedRoutes {
+        primary: 50,
+        canary: 50,
+        refused: None,
+    });
+    let outcome = sim.reconcile();
+    assert_eq!(outcome.actions, vec![Action::Route(Routes::weights(90, 10))]);
+    assert_eq!(outcome.notes[0].reason, "RoutesRepaired");
+    assert_eq!(outcome.status, None, "no step is taken meanwhile");
+}
+
+#[test]
+fn refused_routes_hold_the_analysis() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.reconcile();
+    sim.routes = Some(ObservedRoutes {
+        primary: 100,
+        canary: 0,
+        refused: Some("gw refused it (NotAllowedByListeners): no listener".into()),
+    });
+    sim.now = sim.now.checked_add(Duration::from_secs(60)).expect("time");
+    let outcome = sim.reconcile();
+    assert_eq!(outcome.notes[0].reason, "RoutesRefused");
+    assert_eq!(sim.weight(), 0, "no traffic is shifted to a route nobody serves");
+    assert!(sim.reconcile().notes.is_empty(), "said once");
+    assert!(!sim.asked.contains(&Gate::Checks));
+    sim.routes = None;
+    sim.reconcile();
+    assert_eq!(sim.weight(), 10, "goes on once accepted");
 }

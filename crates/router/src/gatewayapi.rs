@@ -9,12 +9,11 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use serin_api::canary::AnalysisMatch;
 use serin_api::{Canary, CanarySpec};
-use serin_core::analysis::Routes;
+use serin_core::naming::FIELD_MANAGER;
 use serin_core::naming::{canary_service_name, primary_name};
+use serin_core::plan::{ObservedRoutes, Routes};
 
-use super::{Router, mesh_routing_fields, set_fields};
-use crate::Error;
-use crate::apply::FIELD_MANAGER;
+use super::{Error, Router, mesh_routing_fields, set_fields};
 
 pub struct GatewayApiRouter {
     client: Client,
@@ -32,6 +31,11 @@ impl GatewayApiRouter {
 }
 
 impl GatewayApiRouter {
+    fn api(&self, canary: &Canary) -> Result<Api<DynamicObject>, Error> {
+        let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+        Ok(Api::namespaced_with(self.client.clone(), &namespace, &self.resource))
+    }
+
     async fn apply(&self, canary: &Canary, owners: Vec<Value>, spec: Value) -> Result<(), Error> {
         let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
         let name = canary.spec.service_name().to_string();
@@ -50,18 +54,29 @@ impl GatewayApiRouter {
             "spec": spec,
         });
         let object: DynamicObject = serde_json::from_value(route).map_err(Error::Serialize)?;
-        let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), &namespace, &self.resource);
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&object),
-        )
-        .await?;
+        self.api(canary)?
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await?;
         Ok(())
     }
 }
 
 impl Router for GatewayApiRouter {
+    fn shifts_weights(&self) -> bool {
+        true
+    }
+
+    fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Option<ObservedRoutes>, Error>> {
+        Box::pin(async move {
+            let route = self.api(canary)?.get_opt(canary.spec.service_name()).await?;
+            Ok(route.map(|route| observed_routes(canary, &route)))
+        })
+    }
+
     fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
@@ -83,6 +98,49 @@ impl Router for GatewayApiRouter {
     /// What the HTTPRoute does not carry yet: Istio-style routing and session affinity.
     fn ignored_fields(&self, spec: &CanarySpec) -> Vec<&'static str> {
         set_fields(&mesh_routing_fields(spec))
+    }
+}
+
+/// The weights of the route's default rule (its last) and whether a parent refused the route at
+/// its current generation.
+fn observed_routes(canary: &Canary, route: &DynamicObject) -> ObservedRoutes {
+    let name = canary.spec.service_name();
+    let weight_of = |backend: &str| {
+        route.data["spec"]["rules"]
+            .as_array()
+            .and_then(|rules| rules.last())
+            .and_then(|rule| rule["backendRefs"].as_array())
+            .and_then(|refs| refs.iter().find(|r| r["name"] == backend))
+            .and_then(|r| r["weight"].as_i64())
+            .and_then(|w| i32::try_from(w).ok())
+            .unwrap_or(0)
+    };
+    let generation = route.metadata.generation;
+    let refused: Vec<String> = route.data["status"]["parents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|parent| {
+            let parent_name = parent["parentRef"]["name"].as_str().unwrap_or_default().to_string();
+            parent["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| c["type"] == "Accepted" && c["status"] == "False")
+                .filter(|c| generation.is_none() || c["observedGeneration"].as_i64() == generation)
+                .map(move |c| {
+                    format!(
+                        "{parent_name} refused it ({}): {}",
+                        c["reason"].as_str().unwrap_or_default(),
+                        c["message"].as_str().unwrap_or_default()
+                    )
+                })
+        })
+        .collect();
+    ObservedRoutes {
+        primary: weight_of(&primary_name(name)),
+        canary: weight_of(&canary_service_name(name)),
+        refused: (!refused.is_empty()).then(|| refused.join("; ")),
     }
 }
 
@@ -276,5 +334,34 @@ mod tests {
         );
         assert_eq!(rules[0]["backendRefs"][1]["weight"], json!(100));
         assert_eq!(rules[1]["backendRefs"][0]["weight"], json!(100));
+    }
+
+    #[test]
+    fn observed_routes_read_the_default_rule_and_a_refusal() {
+        let canary = canary(json!({ "interval": "1m", "threshold": 1, "stepWeight": 10 }));
+        let mut route: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": { "name": "web", "namespace": "test", "generation": 3 },
+            "spec": http_route_spec(&canary, Routes::weights(70, 30)),
+            "status": { "parents": [{
+                "parentRef": { "name": "gw" },
+                "conditions": [{ "type": "Accepted", "status": "False", "observedGeneration": 3,
+                                 "reason": "NotAllowedByListeners", "message": "no listener allows this namespace" }]
+            }] }
+        }))
+        .expect("route");
+        let observed = observed_routes(&canary, &route);
+        assert_eq!((observed.primary, observed.canary), (70, 30));
+        assert_eq!(
+            observed.refused.as_deref(),
+            Some("gw refused it (NotAllowedByListeners): no listener allows this namespace")
+        );
+        route.metadata.generation = Some(4);
+        assert_eq!(
+            observed_routes(&canary, &route).refused,
+            None,
+            "a verdict on an older generation is stale"
+        );
     }
 }

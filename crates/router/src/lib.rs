@@ -8,14 +8,46 @@ use futures::future::BoxFuture;
 use kube::Client;
 use serin_api::canary::Provider;
 use serin_api::{Canary, CanarySpec};
-use serin_core::analysis::Routes;
+use serin_core::plan::{ObservedRoutes, Routes};
 
-use crate::Error;
+/// Failures of a router. Each has a short PascalCase reason used in Events and logs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the Canary has no namespace")]
+    MissingNamespace,
+    #[error("the Canary has no uid to own its objects with")]
+    MissingUid,
+    #[error("could not build a routing object: {0}")]
+    Serialize(serde_json::Error),
+    #[error("provider {0} is not supported by this serin version; use kubernetes, gatewayapi:v1 or gatewayapi:v1beta1")]
+    UnsupportedProvider(String),
+}
+
+impl Error {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubernetesApiError",
+            Error::MissingNamespace => "MissingNamespace",
+            Error::MissingUid => "MissingUid",
+            Error::Serialize(_) => "InvalidObject",
+            Error::UnsupportedProvider(_) => "UnsupportedProvider",
+        }
+    }
+}
 
 pub trait Router: Send + Sync {
+    /// Whether the router can split traffic by weight; one that cannot runs blue/green only.
+    fn shifts_weights(&self) -> bool;
+
     /// Sends traffic between the primary and the canary as `routes` says, creating the
     /// provider's routing objects if needed. Idempotent.
     fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// The weights the provider's routing object holds in the cluster, and whether the
+    /// provider accepted it; `None` when the router has no such object (or it does not exist yet).
+    fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Option<ObservedRoutes>, Error>>;
 
     /// Hands the provider's routing back to the apex Service when the Canary is deleted with
     /// `revertOnDeletion`: the routes then no longer belong to the Canary. Idempotent.
@@ -54,11 +86,17 @@ fn mesh_routing_fields(spec: &CanarySpec) -> Vec<(&'static str, bool)> {
     ]
 }
 
+/// The router of `provider`; an error names a provider this version has no router for.
 pub fn for_provider(provider: Provider, client: &Client) -> Result<Box<dyn Router>, Error> {
     match provider {
         Provider::Kubernetes => Ok(Box::new(kubernetes::KubernetesRouter)),
         Provider::GatewayApiV1 => Ok(Box::new(gatewayapi::GatewayApiRouter::new(client.clone(), "v1"))),
         Provider::GatewayApiV1beta1 => Ok(Box::new(gatewayapi::GatewayApiRouter::new(client.clone(), "v1beta1"))),
-        other => Err(Error::UnsupportedProvider(other)),
+        other => Err(Error::UnsupportedProvider(
+            serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_else(|| format!("{other:?}")),
+        )),
     }
 }

@@ -4,14 +4,22 @@
 
 use futures::future::BoxFuture;
 use serin_api::{Canary, CanarySpec};
-use serin_core::analysis::Routes;
+use serin_core::plan::{ObservedRoutes, Routes};
 
-use super::{Router, mesh_routing_fields, set_fields};
-use crate::Error;
+use super::{Error, Router, mesh_routing_fields, set_fields};
 
 pub struct KubernetesRouter;
 
 impl Router for KubernetesRouter {
+    fn shifts_weights(&self) -> bool {
+        false
+    }
+
+    /// There is no routing object: the apex Service selects the primary.
+    fn get_routes<'a>(&'a self, _canary: &'a Canary) -> BoxFuture<'a, Result<Option<ObservedRoutes>, Error>> {
+        Box::pin(async { Ok(None) })
+    }
+
     fn set_routes<'a>(&'a self, _canary: &'a Canary, _routes: Routes) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async { Ok(()) })
     }

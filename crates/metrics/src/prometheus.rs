@@ -1,18 +1,20 @@
 //! Prometheus instant queries (`GET /api/v1/query`), as Flagger runs them: whitespace collapsed,
-//! exactly one series expected.
+//! the last series taken; online when `vector(1)` answers 1.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::MetricError;
+use super::{MetricProvider, ProviderError, Sample};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+const ONLINE_QUERY: &str = "vector(1)";
 
-pub struct Prometheus<'a> {
+pub struct Prometheus {
     address: String,
-    client: &'a reqwest::Client,
+    client: reqwest::Client,
     bearer: Option<String>,
     basic: Option<(String, String)>,
 }
@@ -33,9 +35,32 @@ struct Data {
     result: serde_json::Value,
 }
 
-impl<'a> Prometheus<'a> {
+impl MetricProvider for Prometheus {
+    fn describe(&self) -> String {
+        format!("prometheus at {}", self.address)
+    }
+
+    fn query<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<Sample, ProviderError>> {
+        Box::pin(self.instant_query(query))
+    }
+
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(async move {
+            let sample = self.instant_query(ONLINE_QUERY).await?;
+            if sample.value == 1.0 {
+                Ok(())
+            } else {
+                Err(ProviderError::Malformed {
+                    reason: format!("{ONLINE_QUERY} gave {} instead of 1", sample.value),
+                })
+            }
+        })
+    }
+}
+
+impl Prometheus {
     /// A client for `address`; `credentials` may hold `token`, or `username` and `password`.
-    pub fn new(address: String, credentials: &BTreeMap<String, String>, client: &'a reqwest::Client) -> Prometheus<'a> {
+    pub fn new(address: String, credentials: &BTreeMap<String, String>, client: reqwest::Client) -> Prometheus {
         let basic = match (credentials.get("username"), credentials.get("password")) {
             (Some(user), Some(password)) => Some((user.clone(), password.clone())),
             _ => None,
@@ -51,7 +76,7 @@ impl<'a> Prometheus<'a> {
     /// The value of `query`. When it returns several series the last one is taken, as Flagger's
     /// Prometheus provider does (pkg/metrics/providers/prometheus.go); the count is kept so the
     /// verdict can say so.
-    pub async fn query(&self, metric: &str, query: &str) -> Result<Sample, MetricError> {
+    async fn instant_query(&self, query: &str) -> Result<Sample, ProviderError> {
         let query = query.split_whitespace().collect::<Vec<_>>().join(" ");
         let mut request = self
             .client
@@ -63,26 +88,17 @@ impl<'a> Prometheus<'a> {
         } else if let Some((user, password)) = &self.basic {
             request = request.basic_auth(user, Some(password));
         }
-        let response = request.send().await.map_err(|e| MetricError::Unreachable {
-            metric: metric.to_string(),
-            address: self.address.clone(),
-            reason: e.to_string(),
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unreachable { reason: e.to_string() })?;
         let status = response.status().as_u16();
         let body = response.text().await.unwrap_or_default();
         if !(200..300).contains(&status) {
             let body: String = body.chars().take(300).collect();
-            return Err(MetricError::Http {
-                metric: metric.to_string(),
-                address: self.address.clone(),
-                status,
-                body,
-            });
+            return Err(ProviderError::Http { status, body });
         }
-        let malformed = |reason: String| MetricError::Malformed {
-            metric: metric.to_string(),
-            reason,
-        };
+        let malformed = |reason: String| ProviderError::Malformed { reason };
         let parsed: Response = serde_json::from_str(&body).map_err(|e| malformed(e.to_string()))?;
         if parsed.status != "success" {
             return Err(malformed(parsed.error.unwrap_or(parsed.status)));
@@ -92,11 +108,7 @@ impl<'a> Prometheus<'a> {
             "vector" => {
                 let series = data.result.as_array().cloned().unwrap_or_default();
                 match series.last() {
-                    None => {
-                        return Err(MetricError::NoValues {
-                            metric: metric.to_string(),
-                        });
-                    }
+                    None => return Err(ProviderError::NoValues),
                     Some(last) => (last["value"][1].clone(), series.len()),
                 }
             }
@@ -113,17 +125,8 @@ impl<'a> Prometheus<'a> {
             .parse()
             .map_err(|_| malformed(format!("{value} is not a number")))?;
         if value.is_nan() {
-            return Err(MetricError::NotANumber {
-                metric: metric.to_string(),
-            });
+            return Err(ProviderError::NotANumber);
         }
         Ok(Sample { value, series })
     }
-}
-
-/// A query's value and how many series it returned.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
-    pub value: f64,
-    pub series: usize,
 }

@@ -1,0 +1,416 @@
+//! Metric checks: a Canary's `analysis.metrics`, each a builtin query of the traffic provider or
+//! a MetricTemplate's query, run against its metric provider and judged by serin-core. Each
+//! provider is one file implementing [`MetricProvider`]; adding one is adding a file and a line
+//! in [`provider_for`].
+
+mod builtin;
+pub mod http;
+mod prometheus;
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use serin_api::canary::{CanaryMetric, Provider};
+use serin_api::metric_template::MetricProviderType;
+use serin_api::{Canary, MetricTemplate};
+use serin_core::checks::{self, Verdict};
+use serin_core::query_template::{self, TemplateError, TemplateValues};
+
+pub use http::HttpClients;
+
+/// A metric provider: runs a query for one value, and says whether it can be reached.
+pub trait MetricProvider: Send + Sync {
+    /// How messages name it, e.g. `prometheus at http://prometheus:9090`.
+    fn describe(&self) -> String;
+
+    fn query<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<Sample, ProviderError>>;
+
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>>;
+}
+
+/// A query's value and how many series it returned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub value: f64,
+    pub series: usize,
+}
+
+/// The provider of `kind` at `address`; `None` for a kind this version does not support.
+pub fn provider_for(
+    kind: MetricProviderType,
+    address: &str,
+    credentials: &BTreeMap<String, String>,
+    client: &reqwest::Client,
+) -> Option<Box<dyn MetricProvider>> {
+    match kind {
+        MetricProviderType::Prometheus => Some(Box::new(prometheus::Prometheus::new(
+            address.to_string(),
+            credentials,
+            client.clone(),
+        ))),
+        _ => None,
+    }
+}
+
+/// What went wrong with a provider's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("found no values")]
+    NoValues,
+    #[error("returned NaN (no traffic in the window?)")]
+    NotANumber,
+    #[error("answered {status}: {body}")]
+    Http { status: u16, body: String },
+    #[error("could not be reached: {reason}")]
+    Unreachable { reason: String },
+    #[error("gave an unexpected answer: {reason}")]
+    Malformed { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricError {
+    /// "no values found for metric <name>" is Flagger's wording, which users' alerts match on.
+    #[error("{}", query_failure(metric, provider, error))]
+    Query {
+        metric: String,
+        provider: String,
+        error: ProviderError,
+    },
+    #[error("metric {metric}: MetricTemplate {namespace}/{name} not found; create it or fix templateRef")]
+    MissingTemplate {
+        metric: String,
+        namespace: String,
+        name: String,
+    },
+    #[error("metric {metric}: reading MetricTemplate {namespace}/{name} failed: {reason}")]
+    TemplateUnreadable {
+        metric: String,
+        namespace: String,
+        name: String,
+        reason: String,
+    },
+    #[error("metric {metric}: {reason}")]
+    Template { metric: String, reason: String },
+    #[error("metric {metric}: provider type {provider} is not supported by this serin version (prometheus is)")]
+    UnsupportedProvider { metric: String, provider: String },
+    #[error("metric {metric}: builtin metrics are not available for provider {provider} yet; use a MetricTemplate")]
+    NoBuiltin { metric: String, provider: String },
+    #[error("metric {metric}: reading secret {namespace}/{name} failed: {reason}")]
+    Secret {
+        metric: String,
+        namespace: String,
+        name: String,
+        reason: String,
+    },
+}
+
+fn query_failure(metric: &str, provider: &str, error: &ProviderError) -> String {
+    match error {
+        ProviderError::NoValues => format!("no values found for metric {metric}"),
+        other => format!("metric {metric}: {provider} {other}"),
+    }
+}
+
+/// Where builtin metrics are queried and which provider's series they read.
+pub struct MetricContext<'a> {
+    pub client: &'a Client,
+    pub canary: &'a Canary,
+    pub namespace: &'a str,
+    pub provider: Provider,
+    /// `spec.metricsServer` or the operator's `-metrics-server`.
+    pub metrics_server: &'a str,
+    pub http: &'a HttpClients,
+}
+
+/// A metric's provider and the query template to run on it.
+struct Resolved {
+    provider: Box<dyn MetricProvider>,
+    query: String,
+    /// Factor from the query's unit to the metric's (seconds to milliseconds for durations).
+    scale: f64,
+}
+
+async fn resolve(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result<Resolved, MetricError> {
+    let default_provider = || {
+        provider_for(
+            MetricProviderType::Prometheus,
+            context.metrics_server,
+            &BTreeMap::new(),
+            context.http.get(true),
+        )
+        .ok_or_else(|| MetricError::UnsupportedProvider {
+            metric: metric.name.clone(),
+            provider: "prometheus".into(),
+        })
+    };
+    if let Some(reference) = &metric.template_ref {
+        let namespace = reference.namespace.as_deref().unwrap_or(context.namespace);
+        let template = Api::<MetricTemplate>::namespaced(context.client.clone(), namespace)
+            .get_opt(&reference.name)
+            .await
+            .map_err(|e| MetricError::TemplateUnreadable {
+                metric: metric.name.clone(),
+                namespace: namespace.to_string(),
+                name: reference.name.clone(),
+                reason: e.to_string(),
+            })?
+            .ok_or_else(|| MetricError::MissingTemplate {
+                metric: metric.name.clone(),
+                namespace: namespace.to_string(),
+                name: reference.name.clone(),
+            })?;
+        let spec = &template.spec.provider;
+        let address = spec.address.as_deref().unwrap_or(context.metrics_server);
+        let credentials = match &spec.secret_ref {
+            Some(secret) => credentials(context.client, namespace, &secret.name, &metric.name).await?,
+            None => BTreeMap::new(),
+        };
+        let client = context.http.get(spec.insecure_skip_verify != Some(true));
+        let provider = provider_for(spec.type_, address, &credentials, client).ok_or_else(|| {
+            MetricError::UnsupportedProvider {
+                metric: metric.name.clone(),
+                provider: serde_json::to_value(spec.type_)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_else(|| format!("{:?}", spec.type_)),
+            }
+        })?;
+        return Ok(Resolved {
+            provider,
+            query: template.spec.query.clone(),
+            scale: 1.0,
+        });
+    }
+    if let Some(query) = &metric.query {
+        return Ok(Resolved {
+            provider: default_provider()?,
+            query: query.clone(),
+            scale: 1.0,
+        });
+    }
+    let builtin = builtin::query(context.provider, &metric.name).ok_or_else(|| MetricError::NoBuiltin {
+        metric: metric.name.clone(),
+        provider: format!("{:?}", context.provider),
+    })?;
+    Ok(Resolved {
+        provider: default_provider()?,
+        query: builtin.query.to_string(),
+        scale: builtin.scale,
+    })
+}
+
+/// Runs one metric check: its value judged against its range.
+pub async fn check(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result<Verdict, MetricError> {
+    let spec = &context.canary.spec;
+    let values = TemplateValues {
+        name: context.canary.metadata.name.as_deref().unwrap_or_default(),
+        namespace: context.namespace,
+        target: &spec.target_ref.name,
+        service: spec.service_name(),
+        ingress: spec.ingress_ref.as_ref().map(|r| r.name.as_str()).unwrap_or_default(),
+        route: spec.route_ref.as_ref().map(|r| r.name.as_str()).unwrap_or_default(),
+        interval: metric.interval(),
+        variables: metric.template_variables.clone().unwrap_or_default(),
+    };
+    let resolved = resolve(context, metric).await?;
+    let query = query_template::render(&resolved.query, &values).map_err(|e: TemplateError| MetricError::Template {
+        metric: metric.name.clone(),
+        reason: e.to_string(),
+    })?;
+    let sample = resolved
+        .provider
+        .query(&query)
+        .await
+        .map_err(|error| MetricError::Query {
+            metric: metric.name.clone(),
+            provider: resolved.provider.describe(),
+            error,
+        })?;
+    let mut verdict = checks::judge(&metric.name, sample.value * resolved.scale, &checks::range(metric));
+    if sample.series > 1 {
+        verdict.message.push_str(&format!(
+            " (the query returned {} series; the last one was used, as Flagger does: aggregate the query to one series)",
+            sample.series
+        ));
+    }
+    Ok(verdict)
+}
+
+/// The metric providers of `metrics` that cannot be reached (or cannot even be resolved), each
+/// as a message; every provider is asked once.
+pub async fn offline_providers(context: &MetricContext<'_>, metrics: &[CanaryMetric]) -> Vec<String> {
+    let mut asked = Vec::new();
+    let mut offline = Vec::new();
+    for metric in metrics {
+        match resolve(context, metric).await {
+            Ok(resolved) => {
+                let name = resolved.provider.describe();
+                if asked.contains(&name) {
+                    continue;
+                }
+                if let Err(error) = resolved.provider.is_online().await {
+                    offline.push(format!(
+                        "metric provider {name} {error}; checks that use it fail until it answers"
+                    ));
+                }
+                asked.push(name);
+            }
+            Err(error) => offline.push(error.to_string()),
+        }
+    }
+    offline
+}
+
+async fn credentials(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    metric: &str,
+) -> Result<BTreeMap<String, String>, MetricError> {
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .map_err(|e| MetricError::Secret {
+            metric: metric.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| (key, String::from_utf8_lossy(&value.0).into_owned()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kube::{Client, Config};
+    use serde_json::json;
+    use serin_testenv::prometheus::Prometheus as PrometheusServer;
+    use serin_testenv::traffic::{Behaviour, TrafficSource};
+
+    use super::*;
+
+    fn canary() -> Canary {
+        let mut canary = Canary::new(
+            "web",
+            serde_json::from_value(
+                json!({ "targetRef": { "kind": "Deployment", "name": "web" }, "service": { "port": 80 } }),
+            )
+            .expect("spec"),
+        );
+        canary.metadata.namespace = Some("shop".into());
+        canary
+    }
+
+    /// The builtin queries against a real Prometheus scraping the traffic source.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn builtin_metrics_measure_the_targets_pods() {
+        let traffic = TrafficSource::start().await.expect("traffic source");
+        traffic.set(
+            "shop",
+            "web",
+            Behaviour {
+                requests_per_second: 40.0,
+                error_ratio: 0.25,
+                latency_seconds: 0.3,
+            },
+        );
+        traffic.set("shop", "web-primary", Behaviour::healthy());
+        let target = traffic.scrape_target();
+        let server = PrometheusServer::start(&[target], Duration::from_millis(500))
+            .await
+            .expect("prometheus");
+        let client = Client::try_from(Config::new("http://127.0.0.1:1".parse().expect("url"))).expect("client");
+        let http = HttpClients::new().expect("http clients");
+        let canary = canary();
+        let context = MetricContext {
+            client: &client,
+            canary: &canary,
+            namespace: "shop",
+            provider: Provider::Kubernetes,
+            metrics_server: server.url(),
+            http: &http,
+        };
+        let success = CanaryMetric {
+            name: "request-success-rate".into(),
+            interval: Some("10s".into()),
+            ..Default::default()
+        };
+        let mut verdict = check(&context, &success).await;
+        for _ in 0..50 {
+            if verdict.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            verdict = check(&context, &success).await;
+        }
+        let verdict = verdict.expect("a success rate");
+        assert!(
+            verdict.message.starts_with("request-success-rate 75.00"),
+            "{}",
+            verdict.message
+        );
+        let duration = CanaryMetric {
+            name: "request-duration".into(),
+            interval: Some("10s".into()),
+            threshold_range: Some(serin_api::canary::ThresholdRange {
+                min: None,
+                max: Some(200.0),
+            }),
+            ..Default::default()
+        };
+        let verdict = check(&context, &duration).await.expect("a p99 latency");
+        assert!(
+            !verdict.passed,
+            "a 300 ms p99 fails a 200 ms maximum: {}",
+            verdict.message
+        );
+        assert!(
+            verdict.message.contains("is above the maximum 200"),
+            "{}",
+            verdict.message
+        );
+
+        let unknown = CanaryMetric {
+            name: "request-success-rate".into(),
+            ..Default::default()
+        };
+        let other_namespace = MetricContext {
+            namespace: "elsewhere",
+            ..context
+        };
+        let error = check(&other_namespace, &unknown).await.expect_err("no series there");
+        assert_eq!(error.to_string(), "no values found for metric request-success-rate");
+
+        assert!(
+            offline_providers(&other_namespace, std::slice::from_ref(&unknown))
+                .await
+                .is_empty(),
+            "the real Prometheus answers vector(1)"
+        );
+        let nowhere = MetricContext {
+            metrics_server: "http://127.0.0.1:1",
+            ..other_namespace
+        };
+        let offline = offline_providers(&nowhere, &[unknown.clone(), duration]).await;
+        assert_eq!(offline.len(), 1, "asked once for both metrics: {offline:?}");
+        assert!(
+            offline[0].starts_with("metric provider prometheus at http://127.0.0.1:1 could not be reached"),
+            "{offline:?}"
+        );
+        let error = check(&nowhere, &unknown).await.expect_err("unreachable");
+        assert!(
+            error
+                .to_string()
+                .starts_with("metric request-success-rate: prometheus at http://127.0.0.1:1 could not be reached"),
+            "{error}"
+        );
+    }
+}
