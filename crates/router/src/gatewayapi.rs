@@ -95,10 +95,26 @@ impl Router for GatewayApiRouter {
         })
     }
 
-    /// What the HTTPRoute does not carry yet: Istio-style routing and session affinity.
     fn ignored_fields(&self, spec: &CanarySpec) -> Vec<&'static str> {
-        set_fields(&mesh_routing_fields(spec))
+        ignored_fields(spec)
     }
+}
+
+/// What the HTTPRoute does not carry: Istio-only routing (gateways, retries, traffic policy),
+/// CORS (an experimental-channel filter) and, not yet, session affinity.
+fn ignored_fields(spec: &CanarySpec) -> Vec<&'static str> {
+    const CARRIED: [&str; 5] = [
+        "service.match",
+        "service.rewrite",
+        "service.timeout",
+        "service.headers",
+        "service.mirror",
+    ];
+    let fields: Vec<_> = mesh_routing_fields(spec)
+        .into_iter()
+        .filter(|(name, _)| !CARRIED.contains(name))
+        .collect();
+    set_fields(&fields)
 }
 
 /// The weights of the route's default rule (its last) and whether a parent refused the route at
@@ -159,8 +175,22 @@ fn http_route_spec(canary: &Canary, routes: Routes) -> Value {
         .flatten()
         .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
         .collect();
+    let service_matches = service_matches(service);
+    let filters = filters(service);
+    // Each rule carries the service's matches, filters and timeouts, as Flagger's router does.
+    let rule = |matches: Vec<Value>, backend_refs: Value, extra_filters: Vec<Value>| {
+        let mut rule = json!({ "matches": matches, "backendRefs": backend_refs });
+        let all_filters: Vec<Value> = filters.iter().cloned().chain(extra_filters).collect();
+        if !all_filters.is_empty() {
+            rule["filters"] = json!(all_filters);
+        }
+        if let Some(timeouts) = timeouts(service) {
+            rule["timeouts"] = timeouts;
+        }
+        rule
+    };
     let mut rules = Vec::new();
-    let matches: Vec<Value> = canary
+    let analysis_matches: Vec<Value> = canary
         .spec
         .analysis()
         .and_then(|a| a.match_.as_ref())
@@ -168,24 +198,169 @@ fn http_route_spec(canary: &Canary, routes: Routes) -> Value {
         .flatten()
         .map(route_match)
         .collect();
-    if routes.matched_to_canary && !matches.is_empty() {
-        rules.push(json!({ "matches": matches, "backendRefs": backends(0, 100) }));
+    if routes.matched_to_canary && !analysis_matches.is_empty() {
+        rules.push(rule(
+            merge_matches(&analysis_matches, &service_matches),
+            backends(0, 100),
+            vec![],
+        ));
     }
-    let mut default_rule = json!({ "backendRefs": backends(routes.primary, routes.canary) });
+    let mut mirror_filters = Vec::new();
     if routes.mirror {
         // Blue/green mirroring: the primary answers, the canary gets a copy of the requests.
         let mut mirror = json!({ "backendRef": { "name": canary_service_name(name), "port": service.port } });
         if let Some(percent) = canary.spec.analysis().and_then(|a| a.mirror_weight).filter(|w| *w > 0) {
             mirror["percent"] = json!(percent);
         }
-        default_rule["filters"] = json!([{ "type": "RequestMirror", "requestMirror": mirror }]);
+        mirror_filters.push(json!({ "type": "RequestMirror", "requestMirror": mirror }));
     }
-    rules.push(default_rule);
+    rules.push(rule(
+        service_matches,
+        backends(routes.primary, routes.canary),
+        mirror_filters,
+    ));
     let mut spec = json!({ "parentRefs": parent_refs, "rules": rules });
     if let Some(hosts) = service.hosts.as_ref().filter(|h| !h.is_empty()) {
         spec["hostnames"] = json!(hosts);
     }
     spec
+}
+
+/// `service.match` as HTTPRouteMatches (path, method, headers, query parameters); all paths
+/// (`PathPrefix /`) when there is none.
+fn service_matches(service: &serin_api::service::CanaryService) -> Vec<Value> {
+    let matches: Vec<Value> = service
+        .match_
+        .iter()
+        .flatten()
+        .map(|entry| {
+            let mut route_match = json!({});
+            if let Some(uri) = &entry.uri {
+                let path = match (&uri.regex, &uri.exact, &uri.prefix) {
+                    (Some(regex), _, _) => Some(("RegularExpression", regex)),
+                    (None, Some(exact), _) => Some(("Exact", exact)),
+                    (None, None, Some(prefix)) => Some(("PathPrefix", prefix)),
+                    _ => None,
+                };
+                if let Some((kind, value)) = path {
+                    route_match["path"] = json!({ "type": kind, "value": value });
+                }
+            }
+            if let Some(method) = entry.method.as_ref().and_then(|m| m.exact.as_ref()) {
+                route_match["method"] = json!(method);
+            }
+            let exact_or_regex =
+                |pairs: Option<&std::collections::BTreeMap<String, serin_api::service::StringMatch>>| {
+                    pairs
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(name, m)| match (&m.exact, &m.regex) {
+                            (Some(exact), _) => Some(json!({ "name": name, "type": "Exact", "value": exact })),
+                            (None, Some(regex)) => {
+                                Some(json!({ "name": name, "type": "RegularExpression", "value": regex }))
+                            }
+                            _ => None,
+                        })
+                        .collect::<Vec<Value>>()
+                };
+            let headers = exact_or_regex(entry.headers.as_ref());
+            if !headers.is_empty() {
+                route_match["headers"] = json!(headers);
+            }
+            let query = exact_or_regex(entry.query_params.as_ref());
+            if !query.is_empty() {
+                route_match["queryParams"] = json!(query);
+            }
+            route_match
+        })
+        .filter(|m| m.as_object().is_some_and(|o| !o.is_empty()))
+        .collect();
+    if matches.is_empty() {
+        vec![json!({ "path": { "type": "PathPrefix", "value": "/" } })]
+    } else {
+        matches
+    }
+}
+
+/// Every A/B match combined with every service match: the A/B headers and query parameters on
+/// the service's paths (Flagger's `mergeMatchConditions`).
+fn merge_matches(analysis: &[Value], service: &[Value]) -> Vec<Value> {
+    analysis
+        .iter()
+        .flat_map(|a| {
+            service.iter().map(move |s| {
+                let mut merged = s.clone();
+                for key in ["headers", "queryParams"] {
+                    if a.get(key).is_some() {
+                        merged[key] = a[key].clone();
+                    }
+                }
+                merged
+            })
+        })
+        .collect()
+}
+
+/// `service.headers`, `service.rewrite` and `service.mirror` as HTTPRoute filters.
+fn filters(service: &serin_api::service::CanaryService) -> Vec<Value> {
+    let mut filters = Vec::new();
+    let modifier = |operations: &serin_api::service::HeaderOperations| {
+        let pairs = |map: &Option<std::collections::BTreeMap<String, String>>| {
+            map.iter()
+                .flatten()
+                .map(|(name, value)| json!({ "name": name, "value": value }))
+                .collect::<Vec<Value>>()
+        };
+        let mut modifier = json!({});
+        for (key, list) in [("add", pairs(&operations.add)), ("set", pairs(&operations.set))] {
+            if !list.is_empty() {
+                modifier[key] = json!(list);
+            }
+        }
+        if let Some(remove) = operations.remove.as_ref().filter(|r| !r.is_empty()) {
+            modifier["remove"] = json!(remove);
+        }
+        modifier
+    };
+    if let Some(headers) = &service.headers {
+        if let Some(request) = &headers.request {
+            filters.push(json!({ "type": "RequestHeaderModifier", "requestHeaderModifier": modifier(request) }));
+        }
+        if let Some(response) = &headers.response {
+            filters.push(json!({ "type": "ResponseHeaderModifier", "responseHeaderModifier": modifier(response) }));
+        }
+    }
+    if let Some(rewrite) = &service.rewrite {
+        let mut url_rewrite = json!({});
+        if let Some(authority) = rewrite.authority.as_ref().filter(|a| !a.is_empty()) {
+            url_rewrite["hostname"] = json!(authority);
+        }
+        if let Some(uri) = rewrite.uri.as_ref().filter(|u| !u.is_empty()) {
+            url_rewrite["path"] = if rewrite.type_.as_deref() == Some("ReplacePrefixMatch") {
+                json!({ "type": "ReplacePrefixMatch", "replacePrefixMatch": uri })
+            } else {
+                json!({ "type": "ReplaceFullPath", "replaceFullPath": uri })
+            };
+        }
+        filters.push(json!({ "type": "URLRewrite", "urlRewrite": url_rewrite }));
+    }
+    for mirror in service.mirror.iter().flatten() {
+        let backend = serde_json::to_value(&mirror.backend_ref).unwrap_or(Value::Null);
+        filters.push(json!({ "type": "RequestMirror", "requestMirror": { "backendRef": backend } }));
+    }
+    filters
+}
+
+/// `service.timeout` and `service.backendTimeout` as the rule's timeouts.
+fn timeouts(service: &serin_api::service::CanaryService) -> Option<Value> {
+    let mut timeouts = json!({});
+    if let Some(request) = &service.timeout {
+        timeouts["request"] = json!(request);
+    }
+    if let Some(backend) = &service.backend_timeout {
+        timeouts["backendRequest"] = json!(backend);
+    }
+    timeouts.as_object().is_some_and(|t| !t.is_empty()).then_some(timeouts)
 }
 
 /// An `analysis.match` entry as an HTTPRouteMatch: exact values match exactly; prefix, suffix
@@ -281,10 +456,13 @@ mod tests {
         assert_eq!(spec["hostnames"], json!(["web.example.com"]));
         assert_eq!(
             spec["rules"],
-            json!([{ "backendRefs": [
-                { "name": "web-primary", "port": 9898, "weight": 70 },
-                { "name": "web-canary", "port": 9898, "weight": 30 },
-            ] }])
+            json!([{
+                "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
+                "backendRefs": [
+                    { "name": "web-primary", "port": 9898, "weight": 70 },
+                    { "name": "web-canary", "port": 9898, "weight": 30 },
+                ]
+            }])
         );
     }
 
@@ -327,8 +505,10 @@ mod tests {
         assert_eq!(
             rules[0]["matches"],
             json!([
-                { "headers": [{ "name": "x-canary", "type": "Exact", "value": "insider" }] },
-                { "headers": [{ "name": "user-agent", "type": "RegularExpression", "value": ".*Firefox.*" }],
+                { "path": { "type": "PathPrefix", "value": "/" },
+                  "headers": [{ "name": "x-canary", "type": "Exact", "value": "insider" }] },
+                { "path": { "type": "PathPrefix", "value": "/" },
+                  "headers": [{ "name": "user-agent", "type": "RegularExpression", "value": ".*Firefox.*" }],
                   "queryParams": [{ "name": "beta", "type": "RegularExpression", "value": "^y\\.s.*" }] },
             ])
         );
@@ -362,6 +542,67 @@ mod tests {
             observed_routes(&canary, &route).refused,
             None,
             "a verdict on an older generation is stale"
+        );
+    }
+
+    /// The service's routing fields, as Flagger's gateway_api.go writes them into every rule.
+    #[test]
+    fn service_match_headers_rewrite_timeouts_and_mirrors_are_carried() {
+        let mut canary = canary(json!({
+            "interval": "1m", "threshold": 1, "iterations": 2,
+            "match": [{ "headers": { "x-canary": { "exact": "1" } } }]
+        }));
+        canary.spec.service = serde_json::from_value(json!({
+            "port": 9898,
+            "match": [{ "uri": { "prefix": "/api" }, "method": { "exact": "GET" },
+                        "headers": { "x-team": { "regex": "web|api" } } }],
+            "headers": { "request": { "set": { "x-env": "prod" }, "remove": ["x-debug"] },
+                         "response": { "add": { "x-served-by": "serin" } } },
+            "rewrite": { "uri": "/v2", "authority": "api.internal", "type": "ReplacePrefixMatch" },
+            "timeout": "15s",
+            "backendTimeout": "10s",
+            "mirror": [{ "backendRef": { "name": "shadow", "port": 8080 } }],
+            "corsPolicy": { "allowOrigin": ["https://example.com"] },
+            "retries": { "attempts": 3 }
+        }))
+        .expect("service");
+        let routes = Routes {
+            matched_to_canary: true,
+            ..Routes::all_to_primary()
+        };
+        let spec = http_route_spec(&canary, routes);
+        let rules = spec["rules"].as_array().expect("rules");
+        assert_eq!(rules.len(), 2);
+        let service_match = json!({
+            "path": { "type": "PathPrefix", "value": "/api" },
+            "method": "GET",
+            "headers": [{ "name": "x-team", "type": "RegularExpression", "value": "web|api" }]
+        });
+        assert_eq!(rules[1]["matches"], json!([service_match]));
+        let mut merged = service_match.clone();
+        merged["headers"] = json!([{ "name": "x-canary", "type": "Exact", "value": "1" }]);
+        assert_eq!(
+            rules[0]["matches"],
+            json!([merged]),
+            "A/B headers on the service's paths"
+        );
+        let expected_filters = json!([
+            { "type": "RequestHeaderModifier",
+              "requestHeaderModifier": { "set": [{ "name": "x-env", "value": "prod" }], "remove": ["x-debug"] } },
+            { "type": "ResponseHeaderModifier",
+              "responseHeaderModifier": { "add": [{ "name": "x-served-by", "value": "serin" }] } },
+            { "type": "URLRewrite",
+              "urlRewrite": { "hostname": "api.internal", "path": { "type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2" } } },
+            { "type": "RequestMirror", "requestMirror": { "backendRef": { "name": "shadow", "port": 8080 } } },
+        ]);
+        for rule in rules {
+            assert_eq!(rule["filters"], expected_filters);
+            assert_eq!(rule["timeouts"], json!({ "request": "15s", "backendRequest": "10s" }));
+        }
+        assert_eq!(
+            ignored_fields(&canary.spec),
+            vec!["service.retries", "service.corsPolicy"],
+            "what the HTTPRoute cannot carry is named"
         );
     }
 }

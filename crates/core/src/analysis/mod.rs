@@ -25,6 +25,9 @@ use crate::strategy::{Strategy, next_weight, strategy};
 /// Re-check of a rollout that is waiting on a workload, in case no watch event arrives.
 pub const WAIT_RECHECK: Duration = Duration::from_secs(10);
 
+/// Look again soon after setting drifted routes back, so the step that was due is not delayed.
+const ROUTES_RECHECK: Duration = Duration::from_secs(1);
+
 /// The longest a decision asks to wait before looking again; a longer interval is paced by
 /// looking again this often (timers cannot hold arbitrarily long delays).
 pub const MAX_REQUEUE: Duration = Duration::from_secs(3600);
@@ -436,7 +439,7 @@ impl<'a> Machine<'a> {
                             self.name, routes.primary, routes.canary, expected.primary, expected.canary
                         ),
                     )],
-                    requeue: Some(WAIT_RECHECK),
+                    requeue: Some(ROUTES_RECHECK),
                     ..Outcome::default()
                 });
             }

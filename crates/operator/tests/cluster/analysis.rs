@@ -5,16 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use libtest_mimic::Failed;
 use serde_json::{Value, json};
 use serin_api::{Canary, Phase};
 use serin_testenv::fixtures::deployment;
 use serin_testenv::traffic::Behaviour;
+use serin_testenv::wait_for;
 
 use crate::support::{
-    Cluster, create_canary, create_deployment, ensure, events_for, image_of, replicas_of, set_image, trace_until,
-    wait_for_phase,
+    Cluster, TIMEOUT, create_canary, create_deployment, ensure, events_for, image_of, replicas_of, set_image,
+    trace_until, wait_for_event, wait_for_phase,
 };
 
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -403,4 +404,76 @@ pub async fn event_webhooks_receive_every_event(cluster: Arc<Cluster>) -> Result
         flag.iter().any(|c| c.body["namespace"] == json!(namespace)),
         "-event-webhook received this Canary's events too",
     )
+}
+
+/// The HTTPRoute carries the service's match, headers, rewrite and timeouts (the API server's
+/// Gateway API schema accepts them), and weights changed behind serin's back are set back.
+pub async fn http_route_fields_are_applied_and_drifted_weights_set_back(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("drift").await?;
+    let name = "drift";
+    cluster.traffic.set(&namespace, name, Behaviour::healthy());
+    create_deployment(&cluster, &namespace, &deployment(name, &[("app", name)], 1)).await?;
+    let canary = json!({
+        "metadata": { "name": name },
+        "spec": {
+            "provider": "gatewayapi:v1",
+            "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+            "service": {
+                "port": 9898,
+                "match": [{ "uri": { "prefix": "/api" } }],
+                "headers": { "request": { "set": { "x-env": "test" } } },
+                "rewrite": { "uri": "/" },
+                "timeout": "15s"
+            },
+            "analysis": { "interval": "5s", "threshold": 1, "stepWeight": 50, "maxWeight": 50 }
+        }
+    });
+    create_canary(&cluster, &namespace, canary).await?;
+    wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let routes = Api::<DynamicObject>::namespaced_with(
+        cluster.client(),
+        &namespace,
+        &ApiResource::from_gvk_with_plural(&gvk, "httproutes"),
+    );
+    let route = routes.get(name).await.map_err(|e| e.to_string())?;
+    let rule = &route.data["spec"]["rules"][0];
+    ensure(
+        rule["matches"] == json!([{ "path": { "type": "PathPrefix", "value": "/api" } }])
+            && rule["timeouts"]["request"] == json!("15s")
+            && rule["filters"][0]["requestHeaderModifier"]["set"] == json!([{ "name": "x-env", "value": "test" }])
+            && rule["filters"][1]["urlRewrite"]["path"]["replaceFullPath"] == json!("/"),
+        format!("the service's routing in the HTTPRoute: {rule}"),
+    )?;
+
+    set_image(&cluster, &namespace, name, "drift:2").await?;
+    let api = Api::<Canary>::namespaced(cluster.client(), &namespace);
+    wait_for(TIMEOUT, "the canary at 50%", || {
+        let api = api.clone();
+        async move { (api.get(name).await.ok()?.status?.canary_weight? == 50).then_some(()) }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    // Someone sends everything back to the primary behind serin's back.
+    let mut rules = routes.get(name).await.map_err(|e| e.to_string())?.data["spec"]["rules"].clone();
+    rules[0]["backendRefs"][0]["weight"] = json!(100);
+    rules[0]["backendRefs"][1]["weight"] = json!(0);
+    routes
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "rules": rules } })),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let repaired = wait_for_event(&cluster, &namespace, name, "RoutesRepaired").await?;
+    ensure(
+        repaired
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("sent 100% to the primary and 0% to the canary; set back to 50% and 50%")),
+        format!("the repair names the weights: {:?}", repaired.message),
+    )?;
+    wait_for_phase(&cluster, &namespace, name, Phase::Succeeded).await?;
+    Ok(())
 }

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         robustness::a_status_written_by_flagger_starts_no_rollout,
         robustness::a_second_canary_for_a_managed_target_is_refused,
         robustness::spec_warnings_are_published_once,
+        analysis::http_route_fields_are_applied_and_drifted_weights_set_back,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
