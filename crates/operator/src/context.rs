@@ -16,5 +16,6 @@ pub struct Context {
     pub reporter: Reporter,
     pub http: HttpClients,
     /// The MetricTemplates that exist (names only), to warn about a templateRef naming none.
-    pub templates: Store<PartialObjectMeta<MetricTemplate>>,
+    /// `None` when they could not be listed at startup.
+    pub templates: Option<Store<PartialObjectMeta<MetricTemplate>>>,
 }

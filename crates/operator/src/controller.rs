@@ -26,6 +26,7 @@ use serin_metrics::HttpClients;
 
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(300);
+const TEMPLATE_LISTING: Duration = Duration::from_secs(10);
 
 /// Runs the operator until the process is asked to stop (SIGTERM or Ctrl-C).
 pub async fn run(client: Client, config: Config) {
@@ -58,10 +59,17 @@ pub async fn run(client: Client, config: Config) {
     .touched_objects()
     .for_each(|_| futures::future::ready(()));
     tokio::spawn(template_watch);
-    if templates.wait_until_ready().await.is_err() {
-        tracing::error!("the MetricTemplate watch stopped before listing them");
-        return;
-    }
+    // Without a listing (the CRD missing, or no permission to list them) a warning about a
+    // templateRef naming no MetricTemplate would be a guess: those warnings are left out.
+    let templates = match tokio::time::timeout(TEMPLATE_LISTING, templates.wait_until_ready()).await {
+        Ok(Ok(())) => Some(templates),
+        _ => {
+            tracing::warn!(
+                "MetricTemplates could not be listed within {TEMPLATE_LISTING:?}; templateRefs naming no MetricTemplate are not warned about"
+            );
+            None
+        }
+    };
     let config_tracking = config.config_tracking;
     let context = Context {
         reporter,

@@ -73,6 +73,9 @@ pub async fn spec_warnings(context: &Context, canary: &Canary) -> Result<bool, E
 /// Metrics whose templateRef names a MetricTemplate the watch has not seen. Templates in a
 /// namespace this operator does not watch cannot be checked and are left out.
 fn missing_templates(context: &Context, canary: &Canary) -> Vec<MissingTemplate> {
+    let Some(templates) = &context.templates else {
+        return Vec::new();
+    };
     let namespace = canary.namespace().unwrap_or_default();
     canary
         .spec
@@ -89,7 +92,7 @@ fn missing_templates(context: &Context, canary: &Canary) -> Vec<MissingTemplate>
                 .as_ref()
                 .is_none_or(|watched| *watched == template_namespace);
             let key = ObjectRef::new(&reference.name).within(&template_namespace);
-            (watched && context.templates.get(&key).is_none()).then(|| MissingTemplate {
+            (watched && templates.get(&key).is_none()).then(|| MissingTemplate {
                 metric: metric.name.clone(),
                 namespace: template_namespace,
                 name: reference.name.clone(),

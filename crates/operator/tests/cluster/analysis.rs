@@ -15,7 +15,7 @@ use serin_testenv::wait_for;
 
 use crate::support::{
     Cluster, TIMEOUT, create_canary, create_deployment, ensure, events_for, image_of, replicas_of, set_image,
-    trace_until, wait_for_event, wait_for_phase,
+    trace_until, wait_for_calls, wait_for_event, wait_for_phase,
 };
 
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -109,6 +109,8 @@ pub async fn blue_green_on_kubernetes_calls_every_webhook_in_order(cluster: Arc<
         format!("trace {trace:?}"),
     )?;
 
+    // Post-rollout hooks are called once Succeeded is written.
+    wait_for_calls(&cluster, &format!("/{namespace}/post-rollout"), 1).await?;
     let sequence = hook_sequence(&cluster, &namespace);
     // Flagger's runBlueGreen asks confirm-promotion after the last iteration, then checks once
     // more (rollout hooks) before promoting.
@@ -202,6 +204,7 @@ pub async fn failed_checks_roll_back_after_the_threshold(cluster: Arc<Cluster>) 
         "request-success-rate 70.00 is below the minimum 99",
     )
     .await?;
+    wait_for_calls(&cluster, &format!("/{namespace}/post-rollout"), 1).await?;
     let post = cluster.hooks.calls_to(&format!("/{namespace}/post-rollout"));
     ensure(
         post.len() == 1 && post[0].body["phase"] == json!("Failed"),

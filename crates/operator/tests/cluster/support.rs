@@ -282,3 +282,14 @@ where
     .await
     .map_err(|e| e.to_string().into())
 }
+
+/// Waits until the webhook receiver has `count` calls to `path` (calls that follow a status
+/// write, like post-rollout, can arrive just after the status is seen).
+pub async fn wait_for_calls(cluster: &Cluster, path: &str, count: usize) -> Result<(), Failed> {
+    let what = format!("{count} calls to {path}");
+    wait_for(TIMEOUT, &what, || async move {
+        (cluster.hooks.calls_to(path).len() >= count).then_some(())
+    })
+    .await
+    .map_err(|e| e.to_string().into())
+}
