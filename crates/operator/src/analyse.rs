@@ -16,13 +16,18 @@ use crate::Error;
 use crate::context::Context;
 use crate::hooks;
 use crate::interpret::{self, Subject};
-use crate::observe::{Observed, observe};
+use crate::observe::{Observed, observe, reread};
 use crate::report::{Note, publish};
 use serin_metrics::{self as metrics, MetricContext};
 use serin_router as router;
 
-pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
-    let observed = observe(context, canary).await?;
+pub async fn run(cached: &Canary, context: &Context) -> Result<Requeue, Error> {
+    let observed = observe(context, cached).await?;
+    let canary = match reread(context, cached).await? {
+        Ok(canary) => canary,
+        Err(requeue) => return Ok(requeue),
+    };
+    let canary = &canary;
     let status = canary.status.clone().unwrap_or_default();
     let now = Timestamp::now();
     let target_ref = &canary.spec.target_ref;
@@ -44,7 +49,11 @@ pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
     let provider = context.config.provider_of(&canary.spec);
     // An unsupported provider is a user error: the controller reports it in the status.
     let router = router::for_provider(provider, &context.client)?;
-    let routes = router.get_routes(canary).await?;
+    // Only an analysis in progress compares the routes in the cluster with its status.
+    let routes = match serin_core::analysis::compares_routes(&status) {
+        true => router.get_routes(canary).await?,
+        false => None,
+    };
     let status = adopt_flagger_status(&status, &observed.revision, observed.primary_runs_target());
     let analysis = canary.spec.analysis().cloned().unwrap_or_default();
     let deadline = canary.spec.progress_deadline_seconds();

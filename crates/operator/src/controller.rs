@@ -166,20 +166,8 @@ async fn reconcile(cached: Arc<Canary>, shared: Arc<Shared>) -> Result<Action, E
     let key = ObjectRef::from_obj(cached.as_ref());
     let context = &shared.context;
     let span = tracing::info_span!("canary", canary = %format!("{}/{}", cached.namespace().unwrap_or_default(), cached.name_any()));
-    let result = async {
-        // Decide on the Canary as it is now: the cache can lag behind a change the user just
-        // made (e.g. `suspend: true` right before a new image).
-        let namespace = cached.namespace().ok_or(Error::MissingNamespace)?;
-        let fresh = Api::<Canary>::namespaced(context.client.clone(), &namespace)
-            .get_opt(&cached.name_any())
-            .await?;
-        match fresh {
-            Some(canary) => reconcile_canary(&canary, context).await,
-            None => Ok(Action::await_change()),
-        }
-    }
-    .instrument(span)
-    .await;
+    // Each stage reads the Canary afresh once it has observed the workloads (observe::reread).
+    let result = reconcile_canary(&cached, context).instrument(span).await;
     let result = match result {
         // Someone changed the Canary between our read and our status write: decide again on
         // what it is now. Every action taken so far is idempotent.

@@ -15,11 +15,16 @@ use serin_core::naming::controlled_by_other_canary;
 use crate::Error;
 use crate::context::Context;
 use crate::interpret::{self, Subject};
-use crate::observe::observe;
+use crate::observe::{observe, reread};
 use serin_router as router;
 
-pub async fn run(canary: &Canary, context: &Context) -> Result<Requeue, Error> {
-    let observed = observe(context, canary).await?;
+pub async fn run(cached: &Canary, context: &Context) -> Result<Requeue, Error> {
+    let observed = observe(context, cached).await?;
+    let canary = match reread(context, cached).await? {
+        Ok(canary) => canary,
+        Err(requeue) => return Ok(requeue),
+    };
+    let canary = &canary;
     let status = canary.status.clone().unwrap_or_default();
     let now = Timestamp::now();
     let target_ref = &canary.spec.target_ref;

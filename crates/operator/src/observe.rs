@@ -1,9 +1,13 @@
 //! What a reconcile reads of the cluster before serin-core decides: the target, its primary, the
 //! configs the target uses, and what follows from them (revision, selector label).
 
-use kube::ResourceExt;
+use std::time::Duration;
+
+use kube::runtime::controller::Action as Requeue;
+use kube::{Api, ResourceExt};
 use serin_api::Canary;
 use serin_api::canary::TargetKind;
+use serin_core::lifecycle;
 use serin_core::naming::{SelectorLabel, controlled_by_other_canary, primary_name, selector_label};
 use serin_core::primary::same_template;
 use serin_core::revision::revision;
@@ -65,6 +69,31 @@ pub async fn observe(context: &Context, canary: &Canary) -> Result<Observed, Err
         tracked,
         revision,
     })
+}
+
+/// The Canary as it is now, read after the workloads were observed, so that a user who changes
+/// the Canary and then its target (`suspend: true`, then a new image) has the Canary's change
+/// seen whenever the target's is; the watch cache can lag behind both. `Err(requeue)` when the
+/// Canary is gone, or its stage or target changed since `cached` (the caller looks again).
+pub async fn reread(context: &Context, cached: &Canary) -> Result<Result<Canary, Requeue>, Error> {
+    let namespace = cached.namespace().ok_or(Error::MissingNamespace)?;
+    let Some(fresh) = Api::<Canary>::namespaced(context.client.clone(), &namespace)
+        .get_opt(&cached.name_any())
+        .await?
+    else {
+        return Ok(Err(Requeue::await_change()));
+    };
+    let stage = |canary: &Canary| {
+        lifecycle::stage(
+            canary.metadata.deletion_timestamp.is_some(),
+            crate::finalize::has_finalizer(canary),
+            &canary.status.clone().unwrap_or_default(),
+        )
+    };
+    if stage(&fresh) != stage(cached) || fresh.spec.target_ref != cached.spec.target_ref {
+        return Ok(Err(Requeue::requeue(Duration::ZERO)));
+    }
+    Ok(Ok(fresh))
 }
 
 impl Observed {

@@ -131,6 +131,15 @@ pub struct Subject<'a> {
     pub status: &'a CanaryStatus,
 }
 
+/// Whether a decision on a Canary with `status` looks at the routes in the cluster
+/// ([`Observation::routes`]): only while the analysis runs, so idle Canaries cost no read.
+pub fn compares_routes(status: &CanaryStatus) -> bool {
+    matches!(
+        status.phase.unwrap_or_default(),
+        Phase::Progressing | Phase::WaitingPromotion
+    )
+}
+
 pub fn decide(subject: &Subject, observation: &Observation, gates: &Gates) -> Decision {
     match Machine::new(subject, observation, gates).decide() {
         Decision::Act(mut outcome) => {
