@@ -2,8 +2,8 @@
 //! order, Events, and when to look again. Every phase (initialization, analysis, promotion,
 //! revert on deletion) decides in these terms; the operator only interprets them.
 //!
-//! The operator carries the actions out first, then writes the status, then publishes the Events,
-//! then carries out the actions that must follow the status write (`after`). A crash before the
+//! The operator carries the actions out first, then writes the status, then carries out the
+//! actions that must follow the status write (`after`), then publishes the Events. A crash before the
 //! status write leaves a status from which the same decision is taken again (every action is
 //! idempotent). What must not run twice (the post-rollout webhooks, releasing the finalizer) is
 //! in `after`: once the status says the rollout ended, no decision asks for it again, so a crash

@@ -36,11 +36,16 @@ pub async fn carry_out(subject: &Subject<'_>, outcome: &Outcome) -> Result<Reque
     for action in &outcome.actions {
         perform(subject, action).await?;
     }
-    let requeue = record(subject.context, subject.canary, outcome).await?;
+    if let Some(status) = &outcome.status {
+        write_status(subject.context, subject.canary, status).await?;
+    }
+    // Right after the status write, before the Events, so that the window in which a crash
+    // loses an at-most-once action is as short as it can be.
     for action in &outcome.after {
         perform(subject, action).await?;
     }
-    Ok(requeue)
+    publish_notes(subject.context, subject.canary, outcome).await;
+    Ok(requeue_of(outcome))
 }
 
 /// The status and the Events of a plan (all of a plan that has no actions, like a problem's).
@@ -48,6 +53,15 @@ pub async fn record(context: &Context, canary: &Canary, outcome: &Outcome) -> Re
     if let Some(status) = &outcome.status {
         write_status(context, canary, status).await?;
     }
+    publish_notes(context, canary, outcome).await;
+    Ok(requeue_of(outcome))
+}
+
+fn requeue_of(outcome: &Outcome) -> Requeue {
+    outcome.requeue.map_or_else(Requeue::await_change, Requeue::requeue)
+}
+
+async fn publish_notes(context: &Context, canary: &Canary, outcome: &Outcome) {
     for note in &outcome.notes {
         let type_ = if note.warning {
             EventType::Warning
@@ -65,7 +79,6 @@ pub async fn record(context: &Context, canary: &Canary, outcome: &Outcome) -> Re
         )
         .await;
     }
-    Ok(outcome.requeue.map_or_else(Requeue::await_change, Requeue::requeue))
 }
 
 async fn perform(subject: &Subject<'_>, action: &Action) -> Result<(), Error> {
