@@ -16,15 +16,14 @@ use crate::Error;
 use crate::context::Context;
 use crate::hooks;
 use crate::interpret::{self, Subject};
-use crate::observe::{Observed, observe, reread};
+use crate::observe::{Observed, observe_then_reread};
 use crate::report::{Note, publish};
 use serin_metrics::{self as metrics, MetricContext};
 use serin_router as router;
 
 pub async fn run(cached: &Canary, context: &Context) -> Result<Requeue, Error> {
-    let observed = observe(context, cached).await?;
-    let canary = match reread(context, cached).await? {
-        Ok(canary) => canary,
+    let (observed, canary) = match observe_then_reread(context, cached).await? {
+        Ok(seen) => seen,
         Err(requeue) => return Ok(requeue),
     };
     let canary = &canary;

@@ -14,7 +14,7 @@ use serin_core::lifecycle::{self, RevertObservation, RevertTarget};
 use crate::Error;
 use crate::context::Context;
 use crate::interpret::{self, Subject};
-use crate::observe::{observe, reread};
+use crate::observe::observe_then_reread;
 use serin_router as router;
 
 pub const FINALIZER: &str = "finalizer.flagger.app";
@@ -66,9 +66,8 @@ async fn patch_finalizers(context: &Context, canary: &Canary, finalizers: Vec<St
 
 /// Gives the target back for a Canary being deleted.
 pub async fn revert(cached: &Canary, context: &Context) -> Result<Requeue, Error> {
-    let observed = observe(context, cached).await?;
-    let canary = match reread(context, cached).await? {
-        Ok(canary) => canary,
+    let (observed, canary) = match observe_then_reread(context, cached).await? {
+        Ok(seen) => seen,
         Err(requeue) => return Ok(requeue),
     };
     let canary = &canary;

@@ -15,13 +15,12 @@ use serin_core::naming::controlled_by_other_canary;
 use crate::Error;
 use crate::context::Context;
 use crate::interpret::{self, Subject};
-use crate::observe::{observe, reread};
+use crate::observe::observe_then_reread;
 use serin_router as router;
 
 pub async fn run(cached: &Canary, context: &Context) -> Result<Requeue, Error> {
-    let observed = observe(context, cached).await?;
-    let canary = match reread(context, cached).await? {
-        Ok(canary) => canary,
+    let (observed, canary) = match observe_then_reread(context, cached).await? {
+        Ok(seen) => seen,
         Err(requeue) => return Ok(requeue),
     };
     let canary = &canary;

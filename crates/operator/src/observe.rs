@@ -71,11 +71,20 @@ pub async fn observe(context: &Context, canary: &Canary) -> Result<Observed, Err
     })
 }
 
+/// The workloads, then the Canary read afresh ([`reread`]); `Err(requeue)` to look again.
+pub async fn observe_then_reread(
+    context: &Context,
+    cached: &Canary,
+) -> Result<Result<(Observed, Canary), Requeue>, Error> {
+    let observed = observe(context, cached).await?;
+    Ok(reread(context, cached).await?.map(|canary| (observed, canary)))
+}
+
 /// The Canary as it is now, read after the workloads were observed, so that a user who changes
 /// the Canary and then its target (`suspend: true`, then a new image) has the Canary's change
 /// seen whenever the target's is; the watch cache can lag behind both. `Err(requeue)` when the
 /// Canary is gone, or its stage or target changed since `cached` (the caller looks again).
-pub async fn reread(context: &Context, cached: &Canary) -> Result<Result<Canary, Requeue>, Error> {
+async fn reread(context: &Context, cached: &Canary) -> Result<Result<Canary, Requeue>, Error> {
     let namespace = cached.namespace().ok_or(Error::MissingNamespace)?;
     let Some(fresh) = Api::<Canary>::namespaced(context.client.clone(), &namespace)
         .get_opt(&cached.name_any())
