@@ -12,3 +12,11 @@ pub mod service;
 pub use alert_provider::{AlertProvider, AlertProviderSpec};
 pub use canary::{Canary, CanarySpec, CanaryStatus, Phase};
 pub use metric_template::{MetricTemplate, MetricTemplateSpec};
+
+/// An enum value as manifests write it (`gatewayapi:v1`, `prometheus`), for messages.
+pub fn wire_name<T: serde::Serialize + std::fmt::Debug>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| format!("{value:?}"))
+}

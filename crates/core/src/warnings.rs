@@ -31,10 +31,7 @@ pub fn spec_warnings(
     missing_templates: &[MissingTemplate],
 ) -> Vec<String> {
     let mut warnings = Vec::new();
-    let provider_name = serde_json::to_value(provider)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_else(|| format!("{provider:?}"));
+    let provider_name = serin_api::wire_name(&provider);
     if let Some(analysis) = spec.analysis() {
         if let (Some(step), Some(max), None) = (analysis.step_weight, analysis.max_weight, &analysis.step_weights)
             && step > max

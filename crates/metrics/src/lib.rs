@@ -171,10 +171,7 @@ async fn resolve(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result<R
         let provider = provider_for(spec.type_, address, &credentials, client).ok_or_else(|| {
             MetricError::UnsupportedProvider {
                 metric: metric.name.clone(),
-                provider: serde_json::to_value(spec.type_)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_else(|| format!("{:?}", spec.type_)),
+                provider: serin_api::wire_name(&spec.type_),
             }
         })?;
         return Ok(Resolved {

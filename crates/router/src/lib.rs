@@ -92,11 +92,6 @@ pub fn for_provider(provider: Provider, client: &Client) -> Result<Box<dyn Route
         Provider::Kubernetes => Ok(Box::new(kubernetes::KubernetesRouter)),
         Provider::GatewayApiV1 => Ok(Box::new(gatewayapi::GatewayApiRouter::new(client.clone(), "v1"))),
         Provider::GatewayApiV1beta1 => Ok(Box::new(gatewayapi::GatewayApiRouter::new(client.clone(), "v1beta1"))),
-        other => Err(Error::UnsupportedProvider(
-            serde_json::to_value(other)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_else(|| format!("{other:?}")),
-        )),
+        other => Err(Error::UnsupportedProvider(serin_api::wire_name(&other))),
     }
 }
