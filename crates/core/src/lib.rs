@@ -14,6 +14,7 @@ pub mod query_template;
 pub mod readiness;
 pub mod revision;
 pub mod services;
+pub mod session_affinity;
 pub mod status;
 pub mod strategy;
 pub mod warnings;

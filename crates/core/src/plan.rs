@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serin_api::{CanaryStatus, Phase};
 
+use crate::session_affinity::SessionCookies;
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
     /// The new status, or `None` when it is unchanged.
@@ -61,13 +63,15 @@ pub struct ObservedRoutes {
     pub refused: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routes {
     pub primary: i32,
     pub canary: i32,
     /// A/B testing: requests matching `analysis.match` go to the canary.
     pub matched_to_canary: bool,
     pub mirror: bool,
+    /// Session affinity's cookies (`analysis.sessionAffinity`), for routers that carry them.
+    pub cookies: Option<SessionCookies>,
 }
 
 impl Routes {
@@ -77,6 +81,7 @@ impl Routes {
             canary,
             matched_to_canary: false,
             mirror: false,
+            cookies: None,
         }
     }
 

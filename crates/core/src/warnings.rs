@@ -59,6 +59,16 @@ pub fn spec_warnings(
                 ));
             }
         }
+        if analysis
+            .session_affinity
+            .as_ref()
+            .is_some_and(|a| a.cookie_name.as_deref().is_none_or(str::is_empty))
+        {
+            warnings.push(
+                "analysis.sessionAffinity has no cookieName, so users are not kept on the canary; name the cookie"
+                    .to_string(),
+            );
+        }
         if analysis.alerts.as_ref().is_some_and(|a| !a.is_empty()) {
             warnings.push("analysis.alerts are not sent: this serin version has no alerting yet".to_string());
         }
@@ -143,6 +153,12 @@ mod tests {
         assert_eq!(
             spec_warnings(&unordered, Provider::GatewayApiV1, true, &[], &[]),
             vec!["analysis.stepWeights [10, 5, 20] must increase; steps not above the previous weight are skipped"]
+        );
+        let unnamed =
+            spec(json!({ "interval": "1m", "threshold": 1, "stepWeight": 10, "sessionAffinity": { "maxAge": 60 } }));
+        assert_eq!(
+            spec_warnings(&unnamed, Provider::GatewayApiV1, true, &[], &[]),
+            vec!["analysis.sessionAffinity has no cookieName, so users are not kept on the canary; name the cookie"]
         );
         let fine = spec(json!({ "interval": "1m", "threshold": 1, "stepWeight": 10, "maxWeight": 50 }));
         assert!(spec_warnings(&fine, Provider::GatewayApiV1, true, &[], &[]).is_empty());

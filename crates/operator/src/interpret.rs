@@ -116,7 +116,7 @@ async fn perform(subject: &Subject<'_>, action: &Action) -> Result<(), Error> {
         }
         Action::Route(routes) => {
             let router = router.ok_or(Error::NoRouter)?;
-            router.set_routes(canary, *routes).await?;
+            router.set_routes(canary, routes).await?;
         }
         Action::RevertRoutes => {
             if let Some(router) = router {

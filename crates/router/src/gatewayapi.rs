@@ -7,11 +7,12 @@ use futures::future::BoxFuture;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
-use serin_api::canary::AnalysisMatch;
+use serin_api::canary::{AnalysisMatch, SessionAffinity};
 use serin_api::{Canary, CanarySpec};
 use serin_core::naming::FIELD_MANAGER;
 use serin_core::naming::{canary_service_name, primary_name};
 use serin_core::plan::{ObservedRoutes, Routes};
+use serin_core::session_affinity::{SessionCookies, canary_max_age, set_cookie};
 
 use super::{Error, Router, mesh_routing_fields, set_fields};
 
@@ -77,7 +78,7 @@ impl Router for GatewayApiRouter {
         })
     }
 
-    fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> BoxFuture<'a, Result<(), Error>> {
+    fn set_routes<'a>(&'a self, canary: &'a Canary, routes: &'a Routes) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
             let owner = serde_json::to_value(owner).map_err(Error::Serialize)?;
@@ -88,7 +89,7 @@ impl Router for GatewayApiRouter {
     /// All traffic to the apex Service (which then selects the target's pods), no owner.
     fn revert<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let mut spec = http_route_spec(canary, Routes::all_to_primary());
+            let mut spec = http_route_spec(canary, &Routes::all_to_primary());
             let apex = json!({ "name": canary.spec.service_name(), "port": canary.spec.service.port, "weight": 100 });
             spec["rules"] = json!([{ "backendRefs": [apex] }]);
             self.apply(canary, Vec::new(), spec).await
@@ -101,18 +102,21 @@ impl Router for GatewayApiRouter {
 }
 
 /// What the HTTPRoute does not carry: Istio-only routing (gateways, retries, traffic policy),
-/// CORS (an experimental-channel filter) and, not yet, session affinity.
+/// CORS (an experimental-channel filter), and session affinity in A/B testing (whose canary
+/// segment is chosen by `analysis.match`, not by weight).
 fn ignored_fields(spec: &CanarySpec) -> Vec<&'static str> {
-    const CARRIED: [&str; 5] = [
-        "service.match",
-        "service.rewrite",
-        "service.timeout",
-        "service.headers",
-        "service.mirror",
-    ];
+    let ab_testing = spec
+        .analysis()
+        .and_then(|a| a.match_.as_ref())
+        .is_some_and(|m| !m.is_empty());
+    let carried = |name: &str| match name {
+        "service.match" | "service.rewrite" | "service.timeout" | "service.headers" | "service.mirror" => true,
+        "analysis.sessionAffinity" => !ab_testing,
+        _ => false,
+    };
     let fields: Vec<_> = mesh_routing_fields(spec)
         .into_iter()
-        .filter(|(name, _)| !CARRIED.contains(name))
+        .filter(|(name, _)| !carried(name))
         .collect();
     set_fields(&fields)
 }
@@ -160,7 +164,7 @@ fn observed_routes(canary: &Canary, route: &DynamicObject) -> ObservedRoutes {
     }
 }
 
-fn http_route_spec(canary: &Canary, routes: Routes) -> Value {
+fn http_route_spec(canary: &Canary, routes: &Routes) -> Value {
     let service = &canary.spec.service;
     let name = canary.spec.service_name();
     let backends = |primary: i32, canary_weight: i32| {
@@ -214,16 +218,88 @@ fn http_route_spec(canary: &Canary, routes: Routes) -> Value {
         }
         mirror_filters.push(json!({ "type": "RequestMirror", "requestMirror": mirror }));
     }
-    rules.push(rule(
-        service_matches,
+    let weighted = rule(
+        service_matches.clone(),
         backends(routes.primary, routes.canary),
         mirror_filters,
-    ));
+    );
+    let affinity = canary.spec.analysis().and_then(|a| a.session_affinity.as_ref());
+    match (affinity, &routes.cookies) {
+        (Some(affinity), Some(cookies)) => {
+            rules.extend(sticky_rules(canary, affinity, cookies, &service_matches, weighted));
+        }
+        _ => rules.push(weighted),
+    }
     let mut spec = json!({ "parentRefs": parent_refs, "rules": rules });
     if let Some(hosts) = service.hosts.as_ref().filter(|h| !h.is_empty()) {
         spec["hostnames"] = json!(hosts);
     }
     spec
+}
+
+/// Session affinity as Flagger's router writes it: while the canary has weight, its responses
+/// in the weighted rule set the canary cookie (and the primary's the primary cookie, for one
+/// interval), and rules before it send requests carrying a cookie to its side. Once the canary
+/// has no weight, a rule before the weighted one expires the previous run's cookie.
+fn sticky_rules(
+    canary: &Canary,
+    affinity: &SessionAffinity,
+    cookies: &SessionCookies,
+    service_matches: &[Value],
+    mut weighted: Value,
+) -> Vec<Value> {
+    let service = &canary.spec.service;
+    let name = canary.spec.service_name();
+    let set_cookie_filter = |value: String| {
+        json!({ "type": "ResponseHeaderModifier",
+                "responseHeaderModifier": { "add": [{ "name": "Set-Cookie", "value": value }] } })
+    };
+    let cookie_matches = |cookie: &str| {
+        let (key, value) = cookie.split_once('=').unwrap_or((cookie, ""));
+        let header = json!({ "type": "RegularExpression", "name": "Cookie", "value": format!(".*{key}.*{value}.*") });
+        merge_matches(&[json!({ "headers": [header] })], service_matches)
+    };
+    let sticky_to = |cookie: &str, primary: i32, canary_weight: i32, weighted: &Value| {
+        let mut sticky = weighted.clone();
+        sticky["matches"] = json!(cookie_matches(cookie));
+        sticky["backendRefs"] = json!([
+            { "name": primary_name(name), "port": service.port, "weight": primary },
+            { "name": canary_service_name(name), "port": service.port, "weight": canary_weight },
+        ]);
+        sticky
+    };
+    if let Some(canary_cookie) = &cookies.canary {
+        let mut rules = vec![sticky_to(canary_cookie, 0, 100, &weighted)];
+        if let Some(primary_cookie) = &cookies.primary {
+            rules.push(sticky_to(primary_cookie, 100, 0, &weighted));
+            let interval = canary
+                .spec
+                .analysis()
+                .and_then(|a| a.interval().ok())
+                .unwrap_or(serin_api::canary::defaults::INTERVAL);
+            let primary_max_age = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+            weighted["backendRefs"][0]["filters"] =
+                json!([set_cookie_filter(set_cookie(primary_cookie, primary_max_age, affinity))]);
+        }
+        weighted["backendRefs"][1]["filters"] = json!([set_cookie_filter(set_cookie(
+            canary_cookie,
+            canary_max_age(affinity),
+            affinity
+        ))]);
+        rules.push(weighted);
+        return rules;
+    }
+    let mut rules = Vec::new();
+    if let Some(previous) = &cookies.previous {
+        let mut expire = weighted.clone();
+        expire["matches"] = json!(cookie_matches(previous));
+        let mut filters = expire["filters"].as_array().cloned().unwrap_or_default();
+        filters.push(set_cookie_filter(format!("{previous}; Max-Age=-1")));
+        expire["filters"] = json!(filters);
+        rules.push(expire);
+    }
+    rules.push(weighted);
+    rules
 }
 
 /// `service.match` as HTTPRouteMatches (path, method, headers, query parameters); all paths
@@ -450,7 +526,7 @@ mod tests {
     fn weighted_backends() {
         let spec = http_route_spec(
             &canary(json!({ "interval": "1m", "threshold": 1, "stepWeight": 10 })),
-            Routes::weights(70, 30),
+            &Routes::weights(70, 30),
         );
         assert_eq!(spec["parentRefs"], json!([{ "name": "gw", "namespace": "infra" }]));
         assert_eq!(spec["hostnames"], json!(["web.example.com"]));
@@ -473,7 +549,7 @@ mod tests {
             mirror: true,
             ..Routes::all_to_primary()
         };
-        let spec = http_route_spec(&canary(analysis), routes);
+        let spec = http_route_spec(&canary(analysis), &routes);
         assert_eq!(
             spec["rules"][0]["filters"],
             json!([{ "type": "RequestMirror", "requestMirror": { "backendRef": { "name": "web-canary", "port": 9898 }, "percent": 50 } }])
@@ -481,7 +557,7 @@ mod tests {
         assert_eq!(spec["rules"][0]["backendRefs"][0]["weight"], json!(100));
         let plain = http_route_spec(
             &canary(json!({ "interval": "1m", "threshold": 1, "iterations": 5 })),
-            Routes::all_to_primary(),
+            &Routes::all_to_primary(),
         );
         assert_eq!(plain["rules"][0].get("filters"), None);
     }
@@ -499,7 +575,7 @@ mod tests {
             matched_to_canary: true,
             ..Routes::all_to_primary()
         };
-        let spec = http_route_spec(&canary(analysis), routes);
+        let spec = http_route_spec(&canary(analysis), &routes);
         let rules = spec["rules"].as_array().expect("rules");
         assert_eq!(rules.len(), 2);
         assert_eq!(
@@ -523,7 +599,7 @@ mod tests {
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "HTTPRoute",
             "metadata": { "name": "web", "namespace": "test", "generation": 3 },
-            "spec": http_route_spec(&canary, Routes::weights(70, 30)),
+            "spec": http_route_spec(&canary, &Routes::weights(70, 30)),
             "status": { "parents": [{
                 "parentRef": { "name": "gw" },
                 "conditions": [{ "type": "Accepted", "status": "False", "observedGeneration": 3,
@@ -570,7 +646,7 @@ mod tests {
             matched_to_canary: true,
             ..Routes::all_to_primary()
         };
-        let spec = http_route_spec(&canary, routes);
+        let spec = http_route_spec(&canary, &routes);
         let rules = spec["rules"].as_array().expect("rules");
         assert_eq!(rules.len(), 2);
         let service_match = json!({
@@ -604,5 +680,87 @@ mod tests {
             vec!["service.retries", "service.corsPolicy"],
             "what the HTTPRoute cannot carry is named"
         );
+    }
+
+    /// Flagger's getSessionAffinityRouteRules: sticky rules first, the weighted rule last with
+    /// Set-Cookie on each backend; with no canary weight, the previous cookie is expired.
+    #[test]
+    fn session_affinity_sticky_rules() {
+        let canary = canary(json!({
+            "interval": "2m", "threshold": 1, "stepWeight": 10,
+            "sessionAffinity": { "cookieName": "c", "primaryCookieName": "p", "maxAge": 600, "path": "/" }
+        }));
+        let routes = Routes {
+            cookies: Some(SessionCookies {
+                canary: Some("c=AbCdEfGhIj".into()),
+                primary: Some("p=KlMnOpQrSt".into()),
+                previous: None,
+            }),
+            ..Routes::weights(80, 20)
+        };
+        let spec = http_route_spec(&canary, &routes);
+        let backends = |primary: i32, canary: i32| {
+            json!([
+                { "name": "web-primary", "port": 9898, "weight": primary },
+                { "name": "web-canary", "port": 9898, "weight": canary },
+            ])
+        };
+        let cookie_match = |regex: &str| {
+            json!([{ "path": { "type": "PathPrefix", "value": "/" },
+                     "headers": [{ "type": "RegularExpression", "name": "Cookie", "value": regex }] }])
+        };
+        let set_cookie = |value: &str| {
+            json!([{ "type": "ResponseHeaderModifier",
+                     "responseHeaderModifier": { "add": [{ "name": "Set-Cookie", "value": value }] } }])
+        };
+        let mut weighted_backends = backends(80, 20);
+        weighted_backends[0]["filters"] = set_cookie("p=KlMnOpQrSt; Max-Age=120; Path=/");
+        weighted_backends[1]["filters"] = set_cookie("c=AbCdEfGhIj; Max-Age=600; Path=/");
+        assert_eq!(
+            spec["rules"],
+            json!([
+                { "matches": cookie_match(".*c.*AbCdEfGhIj.*"), "backendRefs": backends(0, 100) },
+                { "matches": cookie_match(".*p.*KlMnOpQrSt.*"), "backendRefs": backends(100, 0) },
+                { "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }], "backendRefs": weighted_backends },
+            ])
+        );
+        let observed: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": { "name": "web", "namespace": "test" }, "spec": spec,
+        }))
+        .expect("route");
+        let observed = observed_routes(&canary, &observed);
+        assert_eq!(
+            (observed.primary, observed.canary),
+            (80, 20),
+            "the weights are read from the weighted rule"
+        );
+
+        let done = Routes {
+            cookies: Some(SessionCookies {
+                previous: Some("c=AbCdEfGhIj".into()),
+                ..SessionCookies::default()
+            }),
+            ..Routes::all_to_primary()
+        };
+        assert_eq!(
+            http_route_spec(&canary, &done)["rules"],
+            json!([
+                { "matches": cookie_match(".*c.*AbCdEfGhIj.*"), "backendRefs": backends(100, 0),
+                  "filters": set_cookie("c=AbCdEfGhIj; Max-Age=-1") },
+                { "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }], "backendRefs": backends(100, 0) },
+            ])
+        );
+        assert_eq!(ignored_fields(&canary.spec), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn session_affinity_is_ignored_in_ab_testing() {
+        let canary = canary(json!({
+            "interval": "1m", "threshold": 1, "iterations": 2,
+            "match": [{ "headers": { "x-canary": { "exact": "1" } } }],
+            "sessionAffinity": { "cookieName": "c" }
+        }));
+        assert_eq!(ignored_fields(&canary.spec), vec!["analysis.sessionAffinity"]);
     }
 }

@@ -20,7 +20,7 @@ impl Router for KubernetesRouter {
         Box::pin(async { Ok(None) })
     }
 
-    fn set_routes<'a>(&'a self, _canary: &'a Canary, _routes: Routes) -> BoxFuture<'a, Result<(), Error>> {
+    fn set_routes<'a>(&'a self, _canary: &'a Canary, _routes: &'a Routes) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async { Ok(()) })
     }
 

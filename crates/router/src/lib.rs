@@ -43,7 +43,7 @@ pub trait Router: Send + Sync {
 
     /// Sends traffic between the primary and the canary as `routes` says, creating the
     /// provider's routing objects if needed. Idempotent.
-    fn set_routes<'a>(&'a self, canary: &'a Canary, routes: Routes) -> BoxFuture<'a, Result<(), Error>>;
+    fn set_routes<'a>(&'a self, canary: &'a Canary, routes: &'a Routes) -> BoxFuture<'a, Result<(), Error>>;
 
     /// The weights the provider's routing object holds in the cluster, and whether the
     /// provider accepted it; `None` when the router has no such object (or it does not exist yet).

@@ -19,6 +19,7 @@ use serin_api::{CanarySpec, CanaryStatus, Phase};
 pub use crate::plan::{Action, Note, ObservedRoutes, Outcome, Routes};
 use crate::plan::{normal, warning};
 use crate::readiness::Readiness;
+use crate::session_affinity;
 use crate::status;
 use crate::strategy::{Strategy, next_weight, strategy};
 
@@ -144,6 +145,13 @@ pub fn decide(subject: &Subject, observation: &Observation, gates: &Gates) -> De
     match Machine::new(subject, observation, gates).decide() {
         Decision::Act(mut outcome) => {
             outcome.requeue = outcome.requeue.map(|wait| wait.min(MAX_REQUEUE));
+            session_affinity::add_cookies(
+                subject.spec.analysis().and_then(|a| a.session_affinity.as_ref()),
+                &format!("{}/{}", subject.namespace, subject.name),
+                observation.revision,
+                subject.status,
+                &mut outcome,
+            );
             Decision::Act(outcome)
         }
         run => run,
@@ -439,15 +447,13 @@ impl<'a> Machine<'a> {
             }
             let expected = self.current_routes();
             if (routes.primary, routes.canary) != (expected.primary, expected.canary) {
+                let message = format!(
+                    "{}: the routes sent {}% to the primary and {}% to the canary; set back to {}% and {}% as the analysis requires",
+                    self.name, routes.primary, routes.canary, expected.primary, expected.canary
+                );
                 return act(Outcome {
                     actions: vec![Action::Route(expected)],
-                    notes: vec![warning(
-                        "RoutesRepaired",
-                        format!(
-                            "{}: the routes sent {}% to the primary and {}% to the canary; set back to {}% and {}% as the analysis requires",
-                            self.name, routes.primary, routes.canary, expected.primary, expected.canary
-                        ),
-                    )],
+                    notes: vec![warning("RoutesRepaired", message)],
                     requeue: Some(ROUTES_RECHECK),
                     ..Outcome::default()
                 });

@@ -8,6 +8,7 @@ use serin_api::canary::{CanaryWebhook, HookType, Provider};
 use serin_api::{CanarySpec, CanaryStatus, Phase};
 
 use super::*;
+use crate::session_affinity::SessionCookies;
 
 mod properties;
 
@@ -293,17 +294,18 @@ fn ab_testing_routes_matching_requests_to_the_canary() {
     let mut sim = Sim::new(analysis, Provider::GatewayApiV1);
     sim.new_revision("s1-rev2");
     sim.run_until(Phase::Succeeded, 20);
-    let first = sim
-        .actions
-        .iter()
-        .find_map(|a| if let Action::Route(r) = a { Some(*r) } else { None });
+    let first = sim.actions.iter().find_map(|a| {
+        if let Action::Route(r) = a {
+            Some(r.clone())
+        } else {
+            None
+        }
+    });
     assert_eq!(
         first,
         Some(Routes {
-            primary: 100,
-            canary: 0,
             matched_to_canary: true,
-            mirror: false
+            ..Routes::all_to_primary()
         })
     );
 }
@@ -711,4 +713,68 @@ fn refused_routes_hold_the_analysis() {
     sim.routes = None;
     sim.reconcile();
     assert_eq!(sim.weight(), 10, "goes on once accepted");
+}
+
+/// Flagger's gateway_api.go getSessionAffinityRouteRules: the canary cookie lives while the
+/// canary has weight, then becomes the previous cookie; a new run gets a new cookie.
+#[test]
+fn session_affinity_cookies_follow_the_canary_weight() {
+    let mut analysis = progressive();
+    analysis["sessionAffinity"] = json!({ "cookieName": "flagger-cookie", "primaryCookieName": "primary-cookie" });
+    let mut sim = Sim::new(analysis, Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Succeeded, 20);
+    let routed: Vec<(i32, Option<SessionCookies>)> = sim
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Route(r) => Some((r.canary, r.cookies.clone())),
+            _ => None,
+        })
+        .collect();
+    let first_cookies = routed
+        .iter()
+        .find(|(weight, _)| *weight > 0)
+        .and_then(|(_, cookies)| cookies.clone())
+        .expect("cookies with the first weight");
+    let canary_cookie = first_cookies.canary.clone().expect("canary cookie");
+    assert!(canary_cookie.starts_with("flagger-cookie="));
+    assert!(
+        first_cookies
+            .primary
+            .as_deref()
+            .is_some_and(|c| c.starts_with("primary-cookie="))
+    );
+    for (weight, cookies) in &routed {
+        let cookies = cookies.clone().expect("every route carries the cookies");
+        if *weight > 0 {
+            assert_eq!(cookies, first_cookies, "one cookie for the whole run");
+        } else {
+            assert_eq!(cookies.canary, None);
+        }
+    }
+    let (last_weight, last) = routed.last().cloned().expect("routes");
+    assert_eq!(last_weight, 0);
+    assert_eq!(
+        last.and_then(|c| c.previous),
+        Some(canary_cookie.clone()),
+        "the old cookie is expired"
+    );
+    assert_eq!(sim.status.session_affinity_cookie, None);
+    assert_eq!(sim.status.previous_session_affinity_cookie, Some(canary_cookie.clone()));
+    assert_eq!(sim.status.primary_session_affinity_cookie, first_cookies.primary);
+
+    sim.actions.clear();
+    sim.new_revision("s1-rev3");
+    sim.run_until(Phase::Succeeded, 20);
+    let next_run = sim
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Route(r) if r.canary > 0 => r.cookies.clone(),
+            _ => None,
+        })
+        .expect("cookies");
+    assert_ne!(next_run.canary, Some(canary_cookie), "a new run, a new cookie");
+    assert_eq!(next_run.primary, first_cookies.primary, "the primary cookie stays");
 }

@@ -243,15 +243,19 @@ pub async fn ensure_settled(
     )
 }
 
+fn http_routes(cluster: &Cluster, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    Api::namespaced_with(
+        cluster.client(),
+        namespace,
+        &ApiResource::from_gvk_with_plural(&gvk, "httproutes"),
+    )
+}
+
 /// The weights of the HTTPRoute's default rule (primary, canary) and whether a match rule sends
 /// requests to the canary.
 pub async fn route_of(cluster: &Cluster, namespace: &str, name: &str) -> Option<(i64, i64, bool)> {
-    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
-    let resource = ApiResource::from_gvk_with_plural(&gvk, "httproutes");
-    let route = Api::<DynamicObject>::namespaced_with(cluster.client(), namespace, &resource)
-        .get(name)
-        .await
-        .ok()?;
+    let route = http_routes(cluster, namespace).get(name).await.ok()?;
     let rules = route.data["spec"]["rules"].as_array()?.clone();
     let default = rules.last()?;
     let weight = |i: usize| default["backendRefs"][i]["weight"].as_i64();
@@ -433,12 +437,7 @@ pub async fn http_route_fields_are_applied_and_drifted_weights_set_back(cluster:
     });
     create_canary(&cluster, &namespace, canary).await?;
     wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
-    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
-    let routes = Api::<DynamicObject>::namespaced_with(
-        cluster.client(),
-        &namespace,
-        &ApiResource::from_gvk_with_plural(&gvk, "httproutes"),
-    );
+    let routes = http_routes(&cluster, &namespace);
     let route = routes.get(name).await.map_err(|e| e.to_string())?;
     let rule = &route.data["spec"]["rules"][0];
     ensure(
@@ -479,4 +478,89 @@ pub async fn http_route_fields_are_applied_and_drifted_weights_set_back(cluster:
     )?;
     wait_for_phase(&cluster, &namespace, name, Phase::Succeeded).await?;
     Ok(())
+}
+
+/// Session affinity on the Gateway API (Flagger's getSessionAffinityRouteRules): while the canary
+/// has weight, sticky rules send requests carrying the run's cookies to their side and the
+/// weighted backends set them; once promoted, the run's cookie is expired. The API server's
+/// Gateway API schema accepts every rule.
+pub async fn session_affinity_keeps_users_on_their_side(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("sticky").await?;
+    let name = "sticky";
+    cluster.traffic.set(&namespace, name, Behaviour::healthy());
+    let promotion = format!("/{namespace}/confirm-promotion");
+    cluster.hooks.answer(&promotion, 403, "hold at the last weight");
+    let analysis = json!({
+        "interval": "2s", "threshold": 2, "stepWeight": 50, "maxWeight": 50,
+        "sessionAffinity": { "cookieName": "canary-session", "primaryCookieName": "primary-session", "maxAge": 600 },
+        "webhooks": [hook(&cluster, &namespace, "confirm-promotion")],
+    });
+    release(&cluster, &namespace, name, 1, "gatewayapi:v1", analysis).await?;
+    set_image(&cluster, &namespace, name, "sticky:2").await?;
+    let held = wait_for_phase(&cluster, &namespace, name, Phase::WaitingPromotion).await?;
+    let status = held.status.unwrap_or_default();
+    let canary_cookie = status
+        .session_affinity_cookie
+        .clone()
+        .ok_or("no canary cookie in the status")?;
+    let primary_cookie = status
+        .primary_session_affinity_cookie
+        .clone()
+        .ok_or("no primary cookie in the status")?;
+    let (canary_name, canary_value) = canary_cookie.split_once('=').ok_or("cookie is not name=value")?;
+    let (_, primary_value) = primary_cookie.split_once('=').ok_or("cookie is not name=value")?;
+    ensure(
+        canary_name == "canary-session" && primary_cookie.starts_with("primary-session="),
+        format!("cookies {canary_cookie} {primary_cookie}"),
+    )?;
+    let rules_of = || async {
+        let route = http_routes(&cluster, &namespace)
+            .get(name)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, Failed>(route.data["spec"]["rules"].as_array().cloned().unwrap_or_default())
+    };
+    let rules = rules_of().await?;
+    let cookie_regex = |rule: &Value| rule["matches"][0]["headers"][0]["value"].as_str().map(String::from);
+    let weights = |rule: &Value| {
+        (
+            rule["backendRefs"][0]["weight"].as_i64(),
+            rule["backendRefs"][1]["weight"].as_i64(),
+        )
+    };
+    let set_cookie = |backend: &Value| {
+        backend["filters"][0]["responseHeaderModifier"]["add"][0]["value"]
+            .as_str()
+            .map(String::from)
+    };
+    ensure(
+        rules.len() == 3
+            && cookie_regex(&rules[0]) == Some(format!(".*canary-session.*{canary_value}.*"))
+            && weights(&rules[0]) == (Some(0), Some(100))
+            && cookie_regex(&rules[1]) == Some(format!(".*primary-session.*{primary_value}.*"))
+            && weights(&rules[1]) == (Some(100), Some(0))
+            && weights(&rules[2]) == (Some(50), Some(50))
+            && set_cookie(&rules[2]["backendRefs"][1]) == Some(format!("{canary_cookie}; Max-Age=600"))
+            && set_cookie(&rules[2]["backendRefs"][0]) == Some(format!("{primary_cookie}; Max-Age=2")),
+        format!("sticky rules while the canary has weight: {rules:?}"),
+    )?;
+
+    cluster.hooks.answer(&promotion, 200, "go");
+    let done = wait_for_phase(&cluster, &namespace, name, Phase::Succeeded).await?;
+    let status = done.status.unwrap_or_default();
+    ensure(
+        status.session_affinity_cookie.is_none()
+            && status.previous_session_affinity_cookie.as_deref() == Some(canary_cookie.as_str()),
+        format!("after promotion the run's cookie is the previous one: {status:?}"),
+    )?;
+    let rules = rules_of().await?;
+    ensure(
+        rules.len() == 2
+            && cookie_regex(&rules[0]) == Some(format!(".*canary-session.*{canary_value}.*"))
+            && rules[0]["filters"][0]["responseHeaderModifier"]["add"][0]["value"]
+                == json!(format!("{canary_cookie}; Max-Age=-1"))
+            && weights(&rules[0]) == (Some(100), Some(0))
+            && weights(&rules[1]) == (Some(100), Some(0)),
+        format!("after promotion the old cookie is expired and all traffic is on the primary: {rules:?}"),
+    )
 }

@@ -59,6 +59,7 @@ fn main() -> ExitCode {
         robustness::a_second_canary_for_a_managed_target_is_refused,
         robustness::spec_warnings_are_published_once,
         analysis::http_route_fields_are_applied_and_drifted_weights_set_back,
+        analysis::session_affinity_keeps_users_on_their_side,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
