@@ -79,3 +79,11 @@ prepare() {
   export SERIN_UPSTREAM_BIN_DIR
   echo "$SERIN_UPSTREAM_BIN_DIR"
 }
+
+# Flagger, the conformance suite's oracle, built from its Go module (exported as SERIN_FLAGGER_DIR).
+prepare_flagger() {
+  stage "building Flagger $(awk '$1 == "github.com/fluxcd/flagger" { print $2 }' hack/upstream/flagger/go.mod) (cached)"
+  SERIN_FLAGGER_DIR="$(hack/upstream/flagger.sh)"
+  export SERIN_FLAGGER_DIR
+  echo "$SERIN_FLAGGER_DIR"
+}

@@ -177,9 +177,24 @@ impl ControlPlane {
         }
     }
 
+    /// Starts `program` as one more process of this control plane (an operator under test):
+    /// its output goes to `<name>.log` beside the others', it stops with the control plane, and
+    /// it is reaped if the test run is killed.
+    pub fn start_process(&mut self, name: &'static str, program: &Path, args: &[String]) -> Result<(), Error> {
+        self.spawn_program(program.to_path_buf(), name, args)
+    }
+
+    /// The log file of the process started as `name`.
+    pub fn log_of(&self, name: &str) -> PathBuf {
+        self.kubeconfig.with_file_name(format!("{name}.log"))
+    }
+
     fn spawn(&mut self, binaries: &Path, name: &'static str, args: &[String]) -> Result<(), Error> {
-        let path = binaries.join(name);
-        let log = self.kubeconfig.with_file_name(format!("{name}.log"));
+        self.spawn_program(binaries.join(name), name, args)
+    }
+
+    fn spawn_program(&mut self, path: PathBuf, name: &'static str, args: &[String]) -> Result<(), Error> {
+        let log = self.log_of(name);
         let out = File::create(&log)?;
         let child = Command::new(&path)
             .args(args)

@@ -97,6 +97,10 @@ impl TestEnv {
         self.control_plane.as_ref()
     }
 
+    pub fn control_plane_mut(&mut self) -> Option<&mut ControlPlane> {
+        self.control_plane.as_mut()
+    }
+
     /// The kubectl built with the control plane (or the one on PATH for an existing cluster).
     pub fn kubectl(&self) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(&self.kubectl);
@@ -134,10 +138,22 @@ impl TestEnv {
     /// (e.g. `gateway-api`) and waits until the API server serves them.
     pub async fn install_upstream_crds(&self, set: &str) -> Result<(), Error> {
         let dir = upstream::binaries()?.join("crds").join(set);
+        let files = std::fs::read_dir(&dir)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.install_crd_files(&files).await
+    }
+
+    /// Installs Flagger's own CRDs (its `artifacts/flagger/crd.yaml`), as a cluster that ran
+    /// Flagger has them.
+    pub async fn install_flagger_crds(&self) -> Result<(), Error> {
+        self.install_crd_files(&[upstream::flagger()?.join("crd.yaml")]).await
+    }
+
+    async fn install_crd_files(&self, files: &[PathBuf]) -> Result<(), Error> {
         let mut crds = Vec::new();
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            let text = std::fs::read_to_string(&path)?;
+        for path in files {
+            let text = std::fs::read_to_string(path)?;
             for document in serde_norway::Deserializer::from_str(&text) {
                 let value = serde_norway::Value::deserialize(document)
                     .map_err(|e| Error::Manifest(format!("{}: {e}", path.display())))?;
@@ -208,6 +224,11 @@ pub fn install_crypto_provider() {
 /// set on first use.
 pub fn upstream_binary(name: &str) -> Result<PathBuf, Error> {
     Ok(upstream::binaries()?.join(name))
+}
+
+/// The directory of the `flagger` binary and its `crd.yaml` (built by `hack/upstream/flagger.sh`).
+pub fn upstream_flagger() -> Result<PathBuf, Error> {
+    upstream::flagger()
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

@@ -513,7 +513,8 @@ impl<'a> Machine<'a> {
             } => match iterations.cmp(planned) {
                 std::cmp::Ordering::Less => self.next_iteration(iterations, *planned),
                 std::cmp::Ordering::Equal => self.confirm_promotion(|| self.switch_to_canary(phase, iterations)),
-                std::cmp::Ordering::Greater => act(self.start_promotion("analysis passed")),
+                // Flagger's runBlueGreen asks confirm-promotion again after the last check.
+                std::cmp::Ordering::Greater => self.confirm_promotion(|| self.start_promotion("analysis passed")),
             },
         }
     }
@@ -703,7 +704,10 @@ impl<'a> Machine<'a> {
             let phase = if next == 0 { Phase::Finalising } else { Phase::Promoting };
             return act(Outcome {
                 status: self.status_with(phase, &format!("promotion: canary weight {next}%"), true, |s| {
-                    s.canary_weight = Some(next)
+                    s.canary_weight = Some(next);
+                    if phase == Phase::Finalising {
+                        s.iterations = Some(0);
+                    }
                 }),
                 actions: vec![Action::Route(Routes::weights(100 - next, next))],
                 notes: vec![normal(
@@ -722,7 +726,11 @@ impl<'a> Machine<'a> {
                 Phase::Finalising,
                 "all traffic routed to the promoted primary",
                 true,
-                |s| s.canary_weight = Some(0),
+                // Flagger's setStatusPhase(Finalising) sets weight and iterations to 0.
+                |s| {
+                    s.canary_weight = Some(0);
+                    s.iterations = Some(0);
+                },
             ),
             actions: vec![Action::Route(Routes::all_to_primary())],
             notes: vec![normal(
@@ -761,10 +769,7 @@ impl<'a> Machine<'a> {
             status: self.status_with(Phase::Failed, &message, true, |s| {
                 s.canary_weight = Some(100);
             }),
-            actions: vec![
-                Action::Route(Routes::weights(0, 100)),
-                Action::PostRollout(Phase::Failed),
-            ],
+            actions: vec![Action::Route(Routes::weights(0, 100))],
             notes: vec![warning("PromotionFailed", format!("{}: {message}", self.name))],
             requeue: None,
             after: vec![Action::PostRollout(Phase::Failed)],
@@ -773,9 +778,11 @@ impl<'a> Machine<'a> {
 
     fn rollback(&self, why: &str) -> Outcome {
         Outcome {
+            // As Flagger's rollback (scheduler.go): weight, iterations and failed checks back to 0.
             status: self.status_with(Phase::Failed, &format!("rolled back: {why}"), true, |s| {
                 s.canary_weight = Some(0);
                 s.iterations = Some(0);
+                s.failed_checks = Some(0);
                 // A revision refused while Waiting is not retried until the next one.
                 s.last_applied_spec = Some(self.observation.revision.to_string());
             }),

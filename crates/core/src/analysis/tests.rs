@@ -246,7 +246,18 @@ fn failed_checks_roll_back_at_the_threshold() {
     let mut sim = Sim::new(progressive(), Provider::GatewayApiV1).answer(Gate::Checks, &[false]);
     sim.new_revision("s1-rev2");
     let elapsed = sim.run_until(Phase::Failed, 20);
-    assert_eq!(sim.status.failed_checks, Some(2));
+    let message = status::promoted_condition(&sim.status).and_then(|c| c.message.clone());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("2 failed checks reached the threshold 2")),
+        "{message:?}"
+    );
+    assert_eq!(
+        sim.status.failed_checks,
+        Some(0),
+        "reset by the rollback, as Flagger does"
+    );
     assert_eq!(sim.routes(), vec![(100, 0), (90, 10), (100, 0)]);
     assert!(
         sim.actions
@@ -494,6 +505,40 @@ fn blue_green_runs_one_more_check_than_iterations_with_all_traffic_on_the_canary
     assert_eq!(sim.status.iterations, Some(3));
 }
 
+/// Flagger's runBlueGreen asks confirm-promotion before switching the traffic for the last
+/// check, and again after it, before promoting (conformance scenario `blue-green`).
+#[test]
+fn blue_green_asks_confirm_promotion_before_and_after_the_last_check() {
+    let mut sim = Sim::new(
+        json!({ "interval": "1m", "threshold": 2, "iterations": 2 }),
+        Provider::Kubernetes,
+    )
+    .hooks(&[HookType::ConfirmPromotion]);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Succeeded, 20);
+    let gates: Vec<Gate> = sim
+        .asked
+        .iter()
+        .copied()
+        .filter(|g| matches!(g, Gate::Checks | Gate::ConfirmPromotion))
+        .collect();
+    assert_eq!(
+        gates,
+        vec![
+            Gate::Checks,
+            Gate::Checks,
+            Gate::ConfirmPromotion,
+            Gate::Checks,
+            Gate::ConfirmPromotion
+        ]
+    );
+    assert_eq!(
+        sim.trace.iter().rev().nth(1).map(|(p, _, i)| (*p, *i)),
+        Some((Phase::Finalising, 0)),
+        "Finalising sets iterations back to 0, as Flagger's setStatusPhase"
+    );
+}
+
 #[test]
 fn the_first_step_runs_pre_rollout_hooks_and_no_checks() {
     let mut sim = Sim::new(
@@ -532,7 +577,6 @@ fn rollback_webhooks_are_asked_before_the_failed_checks_threshold() {
         .answer(Gate::RollbackRequested, &[false, false, false, true]);
     sim.new_revision("s1-rev2");
     sim.run_until(Phase::Failed, 20);
-    assert_eq!(sim.status.failed_checks, Some(2));
     let message = status::promoted_condition(&sim.status).and_then(|c| c.message.clone());
     assert!(
         message.as_deref().is_some_and(|m| m.contains("rollback webhook")),
@@ -666,11 +710,13 @@ fn a_primary_that_fails_during_promotion_leaves_traffic_on_the_canary() {
     assert_eq!(sim.status.canary_weight, Some(100));
     assert_eq!(
         outcome.actions,
-        vec![
-            Action::Route(Routes::weights(0, 100)),
-            Action::PostRollout(Phase::Failed)
-        ],
+        vec![Action::Route(Routes::weights(0, 100))],
         "the canary keeps serving: it is not scaled down"
+    );
+    assert_eq!(
+        outcome.after,
+        vec![Action::PostRollout(Phase::Failed)],
+        "post-rollout once, after the status says Failed"
     );
     assert_eq!(outcome.notes[0].reason, "PromotionFailed");
 }

@@ -113,13 +113,14 @@ pub async fn blue_green_on_kubernetes_calls_every_webhook_in_order(cluster: Arc<
     wait_for_calls(&cluster, &format!("/{namespace}/post-rollout"), 1).await?;
     let sequence = hook_sequence(&cluster, &namespace);
     // Flagger's runBlueGreen asks confirm-promotion after the last iteration, then checks once
-    // more (rollout hooks) before promoting.
+    // more (rollout hooks) and asks confirm-promotion again before promoting.
     let expected = [
         "confirm-rollout",
         "pre-rollout",
         "rollout",
         "confirm-promotion",
         "rollout",
+        "confirm-promotion",
         "post-rollout",
     ];
     ensure(

@@ -1,0 +1,225 @@
+//! What one operator did in one scenario, normalized so that the two operators' runs can be
+//! compared: the status steps seen by a watch (every write, not samples), the HTTPRoute weights
+//! seen by a watch, the webhook calls in order, and the objects left at the end.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Service};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::Value;
+use serin_api::Canary;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::sides::Side;
+
+/// One status step: phase, canaryWeight, iterations, failedChecks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub phase: String,
+    pub weight: i32,
+    pub iterations: i32,
+    pub failed_checks: i32,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "{} w{} i{} f{}",
+            self.phase, self.weight, self.iterations, self.failed_checks
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trace {
+    pub steps: Vec<Step>,
+    /// `type(phase)` of each webhook call, in order.
+    pub hooks: Vec<String>,
+    /// (primary, canary) weights of the HTTPRoute's last rule, each change once.
+    pub routes: Vec<(i64, i64)>,
+    pub primary_image: Option<String>,
+    /// Each Service's selector.
+    pub selectors: BTreeMap<String, BTreeMap<String, String>>,
+    /// The HTTPRoute's rules at the end.
+    pub route_rules: Option<Value>,
+    /// `reason: message` of the Events about the Canary (reported, not compared).
+    pub events: Vec<String>,
+}
+
+pub fn http_routes(side: &Side, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    Api::namespaced_with(
+        side.env.client(),
+        namespace,
+        &ApiResource::from_gvk_with_plural(&gvk, "httproutes"),
+    )
+}
+
+/// Watches the Canary and its HTTPRoute from before the scenario starts until it is dropped.
+pub struct Recorder {
+    steps: Arc<Mutex<Vec<Step>>>,
+    routes: Arc<Mutex<Vec<(i64, i64)>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Recorder {
+    /// Starts both watches and waits until each has listed what exists, so no write after this
+    /// returns is missed.
+    pub async fn start(side: &Side, namespace: &str, name: &str) -> Result<Recorder, String> {
+        let steps: Arc<Mutex<Vec<Step>>> = Arc::default();
+        let routes: Arc<Mutex<Vec<(i64, i64)>>> = Arc::default();
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let canaries = Api::<Canary>::namespaced(side.env.client(), namespace);
+        let (canary_ready, canary_listed) = oneshot::channel();
+        let (route_ready, route_listed) = oneshot::channel();
+        let canary_task = tokio::spawn(record(
+            canaries,
+            config.clone(),
+            canary_ready,
+            steps.clone(),
+            |canary: &Canary| {
+                let status = canary.status.clone()?;
+                Some(Step {
+                    phase: serin_api::wire_name(&status.phase?),
+                    weight: status.canary_weight.unwrap_or(0),
+                    iterations: status.iterations.unwrap_or(0),
+                    failed_checks: status.failed_checks.unwrap_or(0),
+                })
+            },
+        ));
+        let route_task = tokio::spawn(record(
+            http_routes(side, namespace),
+            config,
+            route_ready,
+            routes.clone(),
+            |route: &DynamicObject| {
+                let last = route.data["spec"]["rules"].as_array()?.last()?.clone();
+                let weight = |i: usize| last["backendRefs"][i]["weight"].as_i64();
+                Some((weight(0)?, weight(1)?))
+            },
+        ));
+        let recorder = Recorder {
+            steps,
+            routes,
+            tasks: vec![canary_task, route_task],
+        };
+        let listed = async { canary_listed.await.and(route_listed.await) };
+        match tokio::time::timeout(std::time::Duration::from_secs(30), listed).await {
+            Ok(Ok(())) => Ok(recorder),
+            _ => Err(format!(
+                "{}: the watches of {namespace}/{name} did not start",
+                side.operator
+            )),
+        }
+    }
+
+    pub fn steps(&self) -> Vec<Step> {
+        self.steps.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The trace so far, with the objects as they are now.
+    pub async fn finish(&self, side: &Side, namespace: &str, name: &str) -> Trace {
+        let client = side.env.client();
+        let primary_image = Api::<Deployment>::namespaced(client.clone(), namespace)
+            .get(&format!("{name}-primary"))
+            .await
+            .ok()
+            .and_then(|d| d.spec?.template.spec?.containers.first()?.image.clone());
+        let selectors = Api::<Service>::namespaced(client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .map(|list| {
+                list.items
+                    .into_iter()
+                    .filter_map(|s| Some((s.metadata.name?, s.spec?.selector.unwrap_or_default())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let route_rules = http_routes(side, namespace)
+            .get(name)
+            .await
+            .ok()
+            .map(|r| r.data["spec"]["rules"].clone());
+        let events = Api::<Event>::namespaced(client, namespace)
+            .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+            .await
+            .map(|list| {
+                let mut events = list.items;
+                events.sort_by_key(|e| e.metadata.creation_timestamp.clone());
+                events
+                    .into_iter()
+                    .map(|e| format!("{}: {}", e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hooks = side
+            .hooks
+            .calls_to(&format!("/{namespace}/"))
+            .into_iter()
+            .map(|call| {
+                let kind = call.path.rsplit('/').next().unwrap_or_default().to_string();
+                format!("{kind}({})", call.body["phase"].as_str().unwrap_or("?"))
+            })
+            .collect();
+        Trace {
+            steps: self.steps(),
+            hooks,
+            routes: self.routes.lock().map(|r| r.clone()).unwrap_or_default(),
+            primary_image,
+            selectors,
+            route_rules,
+            events,
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Appends `view(object)` to `seen` each time it changes, for every version the watch delivers;
+/// says when the first listing is done on `listed`.
+async fn record<K, T>(
+    api: Api<K>,
+    config: watcher::Config,
+    listed: oneshot::Sender<()>,
+    seen: Arc<Mutex<Vec<T>>>,
+    view: fn(&K) -> Option<T>,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + fmt::Debug + Send + 'static,
+    T: PartialEq,
+{
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut listed = Some(listed);
+    while let Some(event) = stream.next().await {
+        let object = match event {
+            Ok(watcher::Event::InitDone) => {
+                if let Some(listed) = listed.take() {
+                    let _ = listed.send(());
+                }
+                continue;
+            }
+            Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => object,
+            _ => continue,
+        };
+        let Some(value) = view(&object) else {
+            continue;
+        };
+        if let Ok(mut seen) = seen.lock()
+            && seen.last() != Some(&value)
+        {
+            seen.push(value);
+        }
+    }
+}
