@@ -181,6 +181,13 @@ fn http_route_spec(canary: &Canary, routes: &Routes) -> Value {
         .collect();
     let service_matches = service_matches(service);
     let filters = filters(service);
+    let with_parents_and_hosts = |rules: Vec<Value>| {
+        let mut spec = json!({ "parentRefs": parent_refs, "rules": rules });
+        if let Some(hosts) = service.hosts.as_ref().filter(|h| !h.is_empty()) {
+            spec["hostnames"] = json!(hosts);
+        }
+        spec
+    };
     // Each rule carries the service's matches, filters and timeouts, as Flagger's router does.
     let rule = |matches: Vec<Value>, backend_refs: Value, extra_filters: Vec<Value>| {
         let mut rule = json!({ "matches": matches, "backendRefs": backend_refs });
@@ -202,12 +209,22 @@ fn http_route_spec(canary: &Canary, routes: &Routes) -> Value {
         .flatten()
         .map(route_match)
         .collect();
-    if routes.matched_to_canary && !analysis_matches.is_empty() {
+    if !analysis_matches.is_empty() {
+        // A/B testing, in Flagger's layout (so each can read what the other wrote): a rule for
+        // the matching requests, weighted between primary and canary, then one to the primary.
+        let (primary, canary_weight) = if routes.matched_to_canary {
+            (0, 100)
+        } else {
+            (routes.primary, routes.canary)
+        };
         rules.push(rule(
             merge_matches(&analysis_matches, &service_matches),
-            backends(0, 100),
+            backends(primary, canary_weight),
             vec![],
         ));
+        let primary_only = json!([{ "name": primary_name(name), "port": service.port, "weight": 100 }]);
+        rules.push(rule(service_matches, primary_only, vec![]));
+        return with_parents_and_hosts(rules);
     }
     let mut mirror_filters = Vec::new();
     if routes.mirror {
@@ -230,11 +247,7 @@ fn http_route_spec(canary: &Canary, routes: &Routes) -> Value {
         }
         _ => rules.push(weighted),
     }
-    let mut spec = json!({ "parentRefs": parent_refs, "rules": rules });
-    if let Some(hosts) = service.hosts.as_ref().filter(|h| !h.is_empty()) {
-        spec["hostnames"] = json!(hosts);
-    }
-    spec
+    with_parents_and_hosts(rules)
 }
 
 /// Session affinity as Flagger's router writes it: while the canary has weight, its responses
@@ -575,7 +588,7 @@ mod tests {
             matched_to_canary: true,
             ..Routes::all_to_primary()
         };
-        let spec = http_route_spec(&canary(analysis), &routes);
+        let spec = http_route_spec(&canary(analysis.clone()), &routes);
         let rules = spec["rules"].as_array().expect("rules");
         assert_eq!(rules.len(), 2);
         assert_eq!(
@@ -589,7 +602,18 @@ mod tests {
             ])
         );
         assert_eq!(rules[0]["backendRefs"][1]["weight"], json!(100));
-        assert_eq!(rules[1]["backendRefs"][0]["weight"], json!(100));
+        assert_eq!(
+            rules[1]["backendRefs"],
+            json!([{ "name": "web-primary", "port": 9898, "weight": 100 }]),
+            "Flagger's layout: the other requests go to the primary alone"
+        );
+        let promoted = http_route_spec(&canary(analysis), &Routes::all_to_primary());
+        assert_eq!(
+            promoted["rules"][0]["matches"], rules[0]["matches"],
+            "the match rule stays"
+        );
+        assert_eq!(promoted["rules"][0]["backendRefs"][0]["weight"], json!(100));
+        assert_eq!(promoted["rules"][0]["backendRefs"][1]["weight"], json!(0));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use crate::scenarios::NAME;
 use crate::trace::{Step, Trace};
 
 pub struct Difference {
@@ -26,7 +27,59 @@ pub const DIFFERENCES: &[Difference] = &[
         compat_row: "`skipAnalysis`",
         expect: promote_in_phases,
     },
+    Difference {
+        id: "blue-green-switch-weight",
+        compat_row: "Blue/green's last check with all traffic on the canary",
+        expect: weight_100_in_the_last_check,
+    },
+    Difference {
+        id: "revert-keeps-the-apex",
+        compat_row: "`revertOnDeletion`",
+        expect: keep_the_apex,
+    },
 ];
+
+/// Flagger leaves canaryWeight at 0 while blue/green sends all traffic to the canary for its
+/// last check (the iteration after the last, through Promoting); serin says 100.
+fn weight_100_in_the_last_check(trace: &mut Trace) {
+    let last_check = trace
+        .steps
+        .iter()
+        .filter(|s| s.phase == "Progressing")
+        .map(|s| s.iterations)
+        .max()
+        .unwrap_or(0);
+    let mut switched = false;
+    for step in &mut trace.steps {
+        switched |= step.phase == "Progressing" && step.iterations == last_check && last_check > 0;
+        if switched && matches!(step.phase.as_str(), "Progressing" | "Promoting") {
+            step.weight = 100;
+        }
+    }
+}
+
+/// On deletion with revertOnDeletion, Flagger leaves the apex Service and the HTTPRoute it created
+/// to the garbage collector (its Finalize skips objects the Canary owns), so the name stops
+/// resolving and the gateway stops routing; serin keeps both, the Service selecting the target's
+/// pods and the HTTPRoute sending everything to it, and writes `Terminated` before letting go.
+fn keep_the_apex(trace: &mut Trace) {
+    if let Some(position) = trace.steps.iter().position(|s| s.phase == "Terminating") {
+        let terminated = Step {
+            phase: "Terminated".into(),
+            ..trace.steps[position].clone()
+        };
+        trace.steps.insert(position + 1, terminated);
+    }
+    trace
+        .selectors
+        .insert(NAME.into(), [("app".to_string(), NAME.to_string())].into());
+    if !trace.routes.is_empty() {
+        trace.routes.push(serde_json::json!([{
+            "backendRefs": [{ "group": "", "kind": "Service", "name": NAME, "port": 9898, "weight": 100 }],
+            "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }]
+        }]));
+    }
+}
 
 /// Flagger sets canaryWeight to 0 and iterations to `analysis.iterations - 1` in
 /// `WaitingPromotion` (its setStatusPhase), and Promoting keeps those; serin keeps the weight and
@@ -80,17 +133,23 @@ type View = fn(&Trace) -> String;
 
 /// The fields in which `serin` differs from `expected`, each with both values.
 pub fn mismatches(expected: &Trace, serin: &Trace) -> Vec<String> {
-    let fields: [(&str, View); 6] = [
+    let fields: [(&str, View); 8] = [
         ("status steps", |t| {
             t.steps.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" → ")
         }),
         ("webhook calls", |t| t.hooks.join(" ")),
-        ("HTTPRoute weights", |t| format!("{:?}", t.routes)),
-        ("primary image", |t| format!("{:?}", t.primary_image)),
-        ("Service selectors", |t| format!("{:?}", t.selectors)),
-        ("HTTPRoute rules", |t| {
-            t.route_rules.clone().unwrap_or_default().to_string()
+        ("HTTPRoute rules, each change", |t| {
+            t.routes
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join("\n      then ")
         }),
+        ("primary container", |t| format!("{:?}", t.primary_container)),
+        ("Service selectors", |t| format!("{:?}", t.selectors)),
+        ("Deployment replicas", |t| format!("{:?}", t.deployments)),
+        ("ConfigMaps and Secrets", |t| format!("{:?}", t.configs)),
+        ("autoscalers", |t| format!("{:?}", t.autoscalers)),
     ];
     fields
         .into_iter()
@@ -110,11 +169,31 @@ pub fn report(flagger: &Trace, serin: &Trace) -> String {
         let _ = writeln!(out, "    steps  {}", steps.join(" → "));
         let _ = writeln!(out, "    hooks  {}", trace.hooks.join(" "));
         if !trace.routes.is_empty() {
-            let _ = writeln!(out, "    routes {:?}", trace.routes);
+            let weights: Vec<String> = trace.routes.iter().map(weights).collect();
+            let _ = writeln!(out, "    routes {}", weights.join(" → "));
         }
         for event in &trace.events {
             let _ = writeln!(out, "    event  {event}");
         }
     }
     out
+}
+
+/// The weights of each rule's backends, e.g. `[0/100 50/50]`.
+fn weights(rules: &serde_json::Value) -> String {
+    let rules: Vec<String> = rules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|rule| {
+            let weights: Vec<String> = rule["backendRefs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|b| b["weight"].as_i64().map_or("-".to_string(), |w| w.to_string()))
+                .collect();
+            weights.join("/")
+        })
+        .collect();
+    format!("[{}]", rules.join(" "))
 }

@@ -1,11 +1,15 @@
 //! The scenarios both operators run, and the script that drives one side through one of them:
-//! the same manifests, the same image change, the same webhook answers, the same metrics.
+//! the same manifests, the same change to the target, the same webhook answers, the same metrics.
 
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use serin_api::Canary;
+use serin_api::{Canary, MetricTemplate};
 use serin_testenv::fixtures::deployment;
 use serin_testenv::traffic::Behaviour;
 
@@ -15,49 +19,71 @@ use crate::trace::{Recorder, Trace};
 /// Every Canary of the suite is named so, in a namespace named after its scenario.
 pub const NAME: &str = "app";
 
+/// What makes the new revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Image,
+    ConfigMap,
+    Secret,
+    /// A new template whose pods cannot be scheduled, so the canary never becomes ready.
+    Unschedulable,
+}
+
+/// A webhook answered `first` until the Canary is in `phase` and the hook was called `calls`
+/// times, then `then`.
+#[derive(Debug, Clone, Copy)]
+pub struct Answers {
+    pub hook: &'static str,
+    pub first: u16,
+    pub phase: &'static str,
+    pub calls: usize,
+    pub then: u16,
+}
+
+/// How a scenario ends.
+#[derive(Debug, Clone, Copy)]
+pub enum End {
+    Phase(&'static str),
+    /// Nothing to wait for (a Canary with a mistake in it): look after this long.
+    After(Duration),
+}
+
 pub struct Scenario {
     /// Also the namespace, the same on both sides.
     pub name: &'static str,
     pub provider: &'static str,
-    /// The Canary's `analysis` but its metrics and webhooks: every scenario checks the builtin
-    /// metrics and calls a webhook of each type.
+    /// The Canary's `analysis` but its metrics and webhooks.
     pub analysis: Value,
-    pub skip_analysis: bool,
+    /// Merged into the Canary's spec.
+    pub spec: Value,
+    /// The builtin metrics, or a MetricTemplate with variables.
+    pub template_metric: bool,
+    /// Webhook types called (each scenario has one of each unless it says otherwise).
+    pub hooks: &'static [&'static str],
+    /// The target uses a ConfigMap and a Secret.
+    pub configs: bool,
+    /// The target has a HorizontalPodAutoscaler (the Canary's `autoscalerRef`).
+    pub autoscaler: bool,
+    pub change: Change,
+    /// `suspend: true` before the change, `false` again after two of Flagger's ticks.
+    pub suspended_change: bool,
+    pub answers: Option<Answers>,
     /// How the new revision's pods answer (the primary's are healthy).
     pub canary_behaviour: Behaviour,
-    /// A webhook answered 403 until the Canary has sat in a phase for a while: (hook type, phase).
-    pub held_gate: Option<(&'static str, &'static str)>,
-    /// The phase the rollout ends in.
-    pub end: &'static str,
-    /// The deliberate differences (docs/compat.md) this scenario shows; see differences.rs.
+    pub end: End,
+    /// Delete the Canary at the end (with `revertOnDeletion` in `spec`).
+    pub delete: bool,
+    /// The deliberate differences (docs/compat.md) this scenario shows; see compare.rs.
     pub differences: &'static [&'static str],
 }
 
-fn hook(base: &str, kind: &str) -> Value {
-    json!({ "name": kind, "type": kind, "url": format!("{base}/{kind}"), "timeout": "5s" })
-}
-
-fn builtin_metrics() -> Value {
-    json!([
-        { "name": "request-success-rate", "interval": "1m", "thresholdRange": { "min": 99 } },
-        { "name": "request-duration", "interval": "1m", "thresholdRange": { "max": 500 } }
-    ])
-}
-
-fn every_hook(base: &str) -> Value {
-    json!(
-        [
-            "confirm-rollout",
-            "pre-rollout",
-            "rollout",
-            "confirm-promotion",
-            "post-rollout"
-        ]
-        .into_iter()
-        .map(|kind| hook(base, kind))
-        .collect::<Vec<_>>()
-    )
-}
+const EVERY_HOOK: &[&str] = &[
+    "confirm-rollout",
+    "pre-rollout",
+    "rollout",
+    "confirm-promotion",
+    "post-rollout",
+];
 
 const FAILING: Behaviour = Behaviour {
     requests_per_second: 20.0,
@@ -65,128 +91,433 @@ const FAILING: Behaviour = Behaviour {
     latency_seconds: 0.02,
 };
 
-/// A scenario that ends in `Succeeded` with a healthy canary, no gate held, no difference.
+/// A gate held (403) until the Canary waited in `phase` for two calls, then opened.
+fn held(hook: &'static str, phase: &'static str) -> Option<Answers> {
+    Some(Answers {
+        hook,
+        first: 403,
+        phase,
+        calls: 2,
+        then: 200,
+    })
+}
+
+/// A scenario with a healthy canary and a new image, ending in `Succeeded`.
 fn scenario(name: &'static str, provider: &'static str, analysis: Value) -> Scenario {
     Scenario {
         name,
         provider,
         analysis,
-        skip_analysis: false,
+        spec: json!({}),
+        template_metric: false,
+        hooks: EVERY_HOOK,
+        configs: false,
+        autoscaler: false,
+        change: Change::Image,
+        suspended_change: false,
+        answers: None,
         canary_behaviour: Behaviour::healthy(),
-        held_gate: None,
-        end: "Succeeded",
+        end: End::Phase("Succeeded"),
+        delete: false,
         differences: &[],
     }
 }
 
+fn blue_green() -> Value {
+    json!({ "interval": "10s", "threshold": 2, "iterations": 2 })
+}
+
+fn weighted() -> Value {
+    json!({ "interval": "10s", "threshold": 2, "stepWeight": 50, "maxWeight": 50 })
+}
+
 pub fn all() -> Vec<Scenario> {
     vec![
+        scenario("blue-green", "kubernetes", blue_green()),
+        // A progressive analysis on the kubernetes provider, which cannot shift weights: Flagger
+        // runs blue/green with 10 iterations.
         scenario(
-            "blue-green",
+            "blue-green-default-iterations",
             "kubernetes",
-            json!({ "interval": "10s", "threshold": 2, "iterations": 2 }),
+            json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 40 }),
         ),
         scenario(
             "progressive",
             "gatewayapi:v1",
             json!({ "interval": "10s", "threshold": 2, "stepWeights": [10, 30], "stepWeightPromotion": 50 }),
         ),
+        scenario(
+            "progressive-step-weight",
+            "gatewayapi:v1",
+            json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 40 }),
+        ),
+        scenario(
+            "ab-testing",
+            "gatewayapi:v1",
+            json!({ "interval": "10s", "threshold": 2, "iterations": 2, "match": [
+                { "headers": { "x-canary": { "exact": "insider" } } },
+                { "headers": { "cookie": { "regex": "^(.*?;)?(canary=always)(;.*)?$" } } }
+            ] }),
+        ),
+        Scenario {
+            differences: &["blue-green-switch-weight"],
+            ..scenario(
+                "mirroring",
+                "gatewayapi:v1",
+                json!({ "interval": "10s", "threshold": 2, "iterations": 2, "mirror": true }),
+            )
+        },
         Scenario {
             canary_behaviour: FAILING,
-            end: "Failed",
-            ..scenario(
-                "rollback",
-                "kubernetes",
-                json!({ "interval": "10s", "threshold": 2, "iterations": 4 }),
-            )
+            end: End::Phase("Failed"),
+            ..scenario("rollback", "kubernetes", blue_green())
         },
         Scenario {
-            held_gate: Some(("confirm-promotion", "WaitingPromotion")),
+            answers: held("confirm-rollout", "Waiting"),
+            ..scenario("confirm-rollout", "gatewayapi:v1", weighted())
+        },
+        Scenario {
+            hooks: &[
+                "confirm-rollout",
+                "pre-rollout",
+                "rollout",
+                "confirm-traffic-increase",
+                "confirm-promotion",
+                "post-rollout",
+            ],
+            answers: held("confirm-traffic-increase", "Progressing"),
+            ..scenario("confirm-traffic-increase", "gatewayapi:v1", weighted())
+        },
+        Scenario {
+            answers: held("confirm-promotion", "WaitingPromotion"),
             differences: &["waiting-promotion-status"],
+            ..scenario("confirm-promotion", "gatewayapi:v1", weighted())
+        },
+        Scenario {
+            hooks: &["pre-rollout", "rollout", "rollback", "post-rollout"],
+            // 403: no rollback yet; 200 once the canary has had traffic for two checks.
+            answers: Some(Answers {
+                hook: "rollback",
+                first: 403,
+                phase: "Progressing",
+                calls: 2,
+                then: 200,
+            }),
+            end: End::Phase("Failed"),
             ..scenario(
-                "promotion-gate",
+                "rollback-webhook",
                 "gatewayapi:v1",
-                json!({ "interval": "10s", "threshold": 2, "stepWeight": 50, "maxWeight": 50 }),
+                json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 80 }),
             )
         },
         Scenario {
-            skip_analysis: true,
+            spec: json!({ "skipAnalysis": true }),
             differences: &["skip-analysis-phases"],
-            ..scenario(
-                "skip-analysis",
-                "kubernetes",
-                json!({ "interval": "10s", "threshold": 2, "iterations": 2 }),
-            )
+            ..scenario("skip-analysis", "kubernetes", blue_green())
+        },
+        Scenario {
+            suspended_change: true,
+            ..scenario("suspend", "kubernetes", blue_green())
+        },
+        Scenario {
+            configs: true,
+            change: Change::ConfigMap,
+            ..scenario("configmap-change", "kubernetes", blue_green())
+        },
+        Scenario {
+            configs: true,
+            change: Change::Secret,
+            ..scenario("secret-change", "kubernetes", blue_green())
+        },
+        Scenario {
+            autoscaler: true,
+            ..scenario("autoscaler", "gatewayapi:v1", weighted())
+        },
+        Scenario {
+            spec: json!({ "revertOnDeletion": true }),
+            delete: true,
+            differences: &["revert-keeps-the-apex"],
+            ..scenario("revert-on-deletion", "gatewayapi:v1", weighted())
+        },
+        Scenario {
+            spec: json!({ "progressDeadlineSeconds": 30 }),
+            change: Change::Unschedulable,
+            end: End::Phase("Failed"),
+            ..scenario("progress-deadline", "kubernetes", blue_green())
+        },
+        Scenario {
+            template_metric: true,
+            ..scenario("metric-template", "kubernetes", blue_green())
+        },
+        Scenario {
+            spec: json!({ "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "missing" } }),
+            end: End::After(Duration::from_secs(25)),
+            ..scenario("missing-target", "kubernetes", blue_green())
         },
     ]
+}
+
+/// Merges `patch` into `value`, objects key by key.
+fn merge(value: &mut Value, patch: &Value) {
+    match (value, patch) {
+        (Value::Object(value), Value::Object(patch)) => {
+            for (key, patch) in patch {
+                merge(value.entry(key.clone()).or_insert(Value::Null), patch);
+            }
+        }
+        (value, patch) => *value = patch.clone(),
+    }
+}
+
+fn parse<T: DeserializeOwned>(what: &str, value: Value) -> Result<T, String> {
+    serde_json::from_value(value).map_err(|e| format!("{what} does not parse: {e}"))
 }
 
 impl Scenario {
     fn canary(&self, side: &Side) -> Result<Canary, String> {
         let base = format!("{}/{}", side.hooks.url(), self.name);
         let mut analysis = self.analysis.clone();
-        analysis["metrics"] = builtin_metrics();
-        analysis["webhooks"] = every_hook(&base);
+        analysis["metrics"] = if self.template_metric {
+            json!([{ "name": "error-rate", "interval": "1m", "thresholdRange": { "max": 1 },
+                     "templateRef": { "name": "error-rate" },
+                     "templateVariables": { "errorStatus": "5.*" } }])
+        } else {
+            json!([
+                { "name": "request-success-rate", "interval": "1m", "thresholdRange": { "min": 99 } },
+                { "name": "request-duration", "interval": "1m", "thresholdRange": { "max": 500 } }
+            ])
+        };
+        analysis["webhooks"] = self
+            .hooks
+            .iter()
+            .map(|kind| json!({ "name": kind, "type": kind, "url": format!("{base}/{kind}"), "timeout": "5s" }))
+            .collect();
         let mut spec = json!({
             "provider": self.provider,
             "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": NAME },
             "service": { "port": 9898 },
             "analysis": analysis,
-            "skipAnalysis": self.skip_analysis,
         });
         if self.provider.starts_with("gatewayapi") {
             spec["service"]["gatewayRefs"] = json!([{ "name": "gateway", "namespace": "infra" }]);
         }
-        serde_json::from_value(json!({ "metadata": { "name": NAME }, "spec": spec }))
-            .map_err(|e| format!("{}: the Canary does not parse: {e}", self.name))
+        if self.autoscaler {
+            spec["autoscalerRef"] =
+                json!({ "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": NAME });
+        }
+        merge(&mut spec, &self.spec);
+        parse("the Canary", json!({ "metadata": { "name": NAME }, "spec": spec }))
+    }
+
+    fn target(&self) -> Result<Deployment, String> {
+        let mut target = deployment(NAME, &[("app", NAME)], 1);
+        if self.configs || self.change == Change::Unschedulable {
+            let mut value = serde_json::to_value(&target).map_err(|e| e.to_string())?;
+            if self.configs {
+                value["spec"]["template"]["spec"]["containers"][0]["envFrom"] = json!([
+                    { "configMapRef": { "name": "app-config" } },
+                    { "secretRef": { "name": "app-secret" } }
+                ]);
+            }
+            if self.change == Change::Unschedulable {
+                value["spec"]["progressDeadlineSeconds"] = json!(15);
+            }
+            target = parse("the target", value)?;
+        }
+        Ok(target)
+    }
+
+    async fn create_objects(&self, side: &Side) -> Result<(), String> {
+        let client = side.env.client();
+        let namespace = self.name;
+        let fail = |what: &str| {
+            let operator = side.operator;
+            let what = what.to_string();
+            move |e: kube::Error| format!("{operator}: create {what}: {e}")
+        };
+        let params = PostParams::default();
+        if self.configs {
+            let config_map: ConfigMap = parse(
+                "the ConfigMap",
+                json!({ "metadata": { "name": "app-config" }, "data": { "color": "blue" } }),
+            )?;
+            Api::namespaced(client.clone(), namespace)
+                .create(&params, &config_map)
+                .await
+                .map_err(fail("the ConfigMap"))?;
+            let secret: Secret = parse(
+                "the Secret",
+                json!({ "metadata": { "name": "app-secret" }, "stringData": { "token": "one" } }),
+            )?;
+            Api::namespaced(client.clone(), namespace)
+                .create(&params, &secret)
+                .await
+                .map_err(fail("the Secret"))?;
+        }
+        if self.template_metric {
+            let query = "100 - sum(rate(http_request_duration_seconds_count{kubernetes_namespace=\"{{ namespace }}\",kubernetes_pod_name=~\"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\",status!~\"{{ variables.errorStatus }}\"}[{{ interval }}])) / sum(rate(http_request_duration_seconds_count{kubernetes_namespace=\"{{ namespace }}\",kubernetes_pod_name=~\"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\"}[{{ interval }}])) * 100";
+            let template: MetricTemplate = parse(
+                "the MetricTemplate",
+                json!({ "metadata": { "name": "error-rate" }, "spec": {
+                    "provider": { "type": "prometheus", "address": side.metrics_server },
+                    "query": query,
+                } }),
+            )?;
+            Api::namespaced(client.clone(), namespace)
+                .create(&params, &template)
+                .await
+                .map_err(fail("the MetricTemplate"))?;
+        }
+        Api::namespaced(client.clone(), namespace)
+            .create(&params, &self.target()?)
+            .await
+            .map_err(fail("the Deployment"))?;
+        if self.autoscaler {
+            let autoscaler: HorizontalPodAutoscaler = parse(
+                "the HPA",
+                json!({ "metadata": { "name": NAME }, "spec": {
+                    "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": NAME },
+                    "minReplicas": 1, "maxReplicas": 4,
+                    "metrics": [{ "type": "Resource", "resource": { "name": "cpu",
+                                  "target": { "type": "Utilization", "averageUtilization": 80 } } }]
+                } }),
+            )?;
+            Api::namespaced(client, namespace)
+                .create(&params, &autoscaler)
+                .await
+                .map_err(fail("the HPA"))?;
+        }
+        Ok(())
+    }
+
+    async fn make_change(&self, side: &Side) -> Result<(), String> {
+        let client = side.env.client();
+        let namespace = self.name;
+        let params = PatchParams::default();
+        let result = match self.change {
+            Change::Image => {
+                let patch = json!({ "spec": { "template": { "spec": { "containers": [{ "name": "app", "image": "app:2" }] } } } });
+                Api::<Deployment>::namespaced(client, namespace)
+                    .patch(NAME, &params, &Patch::Strategic(&patch))
+                    .await
+                    .map(|_| ())
+            }
+            Change::Unschedulable => {
+                let patch = json!({ "spec": { "template": { "spec": {
+                    "nodeSelector": { "serin.dev/no-such-node": "true" },
+                    "containers": [{ "name": "app", "image": "app:2" }] } } } });
+                Api::<Deployment>::namespaced(client, namespace)
+                    .patch(NAME, &params, &Patch::Strategic(&patch))
+                    .await
+                    .map(|_| ())
+            }
+            Change::ConfigMap => Api::<ConfigMap>::namespaced(client, namespace)
+                .patch(
+                    "app-config",
+                    &params,
+                    &Patch::Merge(json!({ "data": { "color": "green" } })),
+                )
+                .await
+                .map(|_| ()),
+            Change::Secret => Api::<Secret>::namespaced(client, namespace)
+                .patch(
+                    "app-secret",
+                    &params,
+                    &Patch::Merge(json!({ "stringData": { "token": "two" } })),
+                )
+                .await
+                .map(|_| ()),
+        };
+        result.map_err(|e| format!("{}: {:?}: {e}", side.operator, self.change))
+    }
+
+    async fn suspend(&self, side: &Side, suspend: bool) -> Result<(), String> {
+        Api::<Canary>::namespaced(side.env.client(), self.name)
+            .patch(
+                NAME,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "suspend": suspend } })),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{}: suspend {suspend}: {e}", side.operator))
     }
 
     /// Runs the scenario on `side` and returns what the operator did.
     pub async fn run(&self, side: &Side) -> Result<Trace, String> {
         let namespace = self.name;
         side.namespace(namespace).await?;
-        if let Some((kind, _)) = self.held_gate {
-            side.hooks
-                .answer(&format!("/{namespace}/{kind}"), 403, "held by the scenario");
+        if let Some(answers) = self.answers {
+            side.hooks.answer(
+                &format!("/{namespace}/{}", answers.hook),
+                answers.first,
+                "held by the scenario",
+            );
         }
-        let client = side.env.client();
-        Api::create(
-            &Api::namespaced(client.clone(), namespace),
-            &PostParams::default(),
-            &deployment(NAME, &[("app", NAME)], 1),
-        )
-        .await
-        .map_err(|e| format!("{}: create the Deployment: {e}", side.operator))?;
+        self.create_objects(side).await?;
         let recorder = Recorder::start(side, namespace, NAME).await?;
-        Api::<Canary>::namespaced(client.clone(), namespace)
+        Api::<Canary>::namespaced(side.env.client(), namespace)
             .create(&PostParams::default(), &self.canary(side)?)
             .await
             .map_err(|e| format!("{}: create the Canary: {e}", side.operator))?;
+        if let End::After(wait) = self.end {
+            tokio::time::sleep(wait).await;
+            return Ok(recorder.finish(side, namespace, NAME).await);
+        }
         self.wait_for(side, &recorder, "Initialized").await?;
 
-        let patch =
-            json!({ "spec": { "template": { "spec": { "containers": [{ "name": "app", "image": "app:2" }] } } } });
-        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client, namespace)
-            .patch(NAME, &PatchParams::default(), &Patch::Strategic(&patch))
-            .await
-            .map_err(|e| format!("{}: set the new image: {e}", side.operator))?;
+        if self.suspended_change {
+            self.suspend(side, true).await?;
+            self.make_change(side).await?;
+            // Two of Flagger's ticks, in which nothing may start.
+            tokio::time::sleep(Duration::from_secs(25)).await;
+            self.suspend(side, false).await?;
+        } else {
+            self.make_change(side).await?;
+        }
 
-        if let Some((kind, phase)) = self.held_gate {
-            self.wait_for(side, &recorder, phase).await?;
-            let path = format!("/{namespace}/{kind}");
+        if let Some(answers) = self.answers {
+            self.wait_for(side, &recorder, answers.phase).await?;
+            let path = format!("/{namespace}/{}", answers.hook);
             let deadline = tokio::time::Instant::now() + SCENARIO_TIMEOUT;
-            while side.hooks.calls_to(&path).len() < 2 {
+            while side.hooks.calls_to(&path).len() < answers.calls {
                 if tokio::time::Instant::now() > deadline {
-                    return Err(format!("{}: {kind} was not asked twice", side.operator));
+                    return Err(format!(
+                        "{}: {} was not called {} times",
+                        side.operator, answers.hook, answers.calls
+                    ));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            side.hooks.answer(&path, 200, "approved by the scenario");
+            side.hooks.answer(&path, answers.then, "answered by the scenario");
         }
-        self.wait_for(side, &recorder, self.end).await?;
+        if let End::Phase(phase) = self.end {
+            self.wait_for(side, &recorder, phase).await?;
+        }
         // The post-rollout webhooks follow the final status.
         tokio::time::sleep(Duration::from_secs(2)).await;
+        if self.delete {
+            self.delete_canary(side).await?;
+        }
         Ok(recorder.finish(side, namespace, NAME).await)
+    }
+
+    /// Deletes the Canary and waits until its finalizer let it go.
+    async fn delete_canary(&self, side: &Side) -> Result<(), String> {
+        let api = Api::<Canary>::namespaced(side.env.client(), self.name);
+        api.delete(NAME, &DeleteParams::default())
+            .await
+            .map_err(|e| format!("{}: delete the Canary: {e}", side.operator))?;
+        let deadline = tokio::time::Instant::now() + SCENARIO_TIMEOUT;
+        while api.get_opt(NAME).await.ok().flatten().is_some() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("{}: the Canary was never let go", side.operator));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // What the revert started (the target scaled up) settles.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(())
     }
 
     async fn wait_for(&self, side: &Side, recorder: &Recorder, phase: &str) -> Result<(), String> {

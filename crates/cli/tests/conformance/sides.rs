@@ -30,6 +30,8 @@ pub struct Side {
     pub operator: Operator,
     pub env: TestEnv,
     pub hooks: WebhookReceiver,
+    /// The Prometheus both sides query.
+    pub metrics_server: String,
 }
 
 impl Side {
@@ -76,7 +78,12 @@ impl Side {
             .ok_or("the conformance suite needs its own control planes (not SERIN_TESTENV=existing)")?
             .start_process(name, &program, &args)
             .map_err(|e| format!("starting {operator}: {e}"))?;
-        Ok(Side { operator, env, hooks })
+        Ok(Side {
+            operator,
+            env,
+            hooks,
+            metrics_server: metrics_server.to_string(),
+        })
     }
 
     /// The operator's log, for a failure report.

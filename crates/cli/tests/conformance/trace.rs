@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Service};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret, Service};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
@@ -42,13 +43,18 @@ pub struct Trace {
     pub steps: Vec<Step>,
     /// `type(phase)` of each webhook call, in order.
     pub hooks: Vec<String>,
-    /// (primary, canary) weights of the HTTPRoute's last rule, each change once.
-    pub routes: Vec<(i64, i64)>,
-    pub primary_image: Option<String>,
+    /// The HTTPRoute's rules, each change once.
+    pub routes: Vec<Value>,
+    /// The primary's container (image, envFrom).
+    pub primary_container: Option<Value>,
     /// Each Service's selector.
     pub selectors: BTreeMap<String, BTreeMap<String, String>>,
-    /// The HTTPRoute's rules at the end.
-    pub route_rules: Option<Value>,
+    /// Each Deployment's replicas at the end.
+    pub deployments: BTreeMap<String, i32>,
+    /// The ConfigMaps and Secrets at the end (`ConfigMap/<name>`, `Secret/<name>`).
+    pub configs: Vec<String>,
+    /// Each HorizontalPodAutoscaler's target at the end.
+    pub autoscalers: BTreeMap<String, String>,
     /// `reason: message` of the Events about the Canary (reported, not compared).
     pub events: Vec<String>,
 }
@@ -65,7 +71,7 @@ pub fn http_routes(side: &Side, namespace: &str) -> Api<DynamicObject> {
 /// Watches the Canary and its HTTPRoute from before the scenario starts until it is dropped.
 pub struct Recorder {
     steps: Arc<Mutex<Vec<Step>>>,
-    routes: Arc<Mutex<Vec<(i64, i64)>>>,
+    routes: Arc<Mutex<Vec<Value>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -74,7 +80,7 @@ impl Recorder {
     /// returns is missed.
     pub async fn start(side: &Side, namespace: &str, name: &str) -> Result<Recorder, String> {
         let steps: Arc<Mutex<Vec<Step>>> = Arc::default();
-        let routes: Arc<Mutex<Vec<(i64, i64)>>> = Arc::default();
+        let routes: Arc<Mutex<Vec<Value>>> = Arc::default();
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let canaries = Api::<Canary>::namespaced(side.env.client(), namespace);
         let (canary_ready, canary_listed) = oneshot::channel();
@@ -99,11 +105,7 @@ impl Recorder {
             config,
             route_ready,
             routes.clone(),
-            |route: &DynamicObject| {
-                let last = route.data["spec"]["rules"].as_array()?.last()?.clone();
-                let weight = |i: usize| last["backendRefs"][i]["weight"].as_i64();
-                Some((weight(0)?, weight(1)?))
-            },
+            |route: &DynamicObject| Some(route.data["spec"]["rules"].clone()),
         ));
         let recorder = Recorder {
             steps,
@@ -127,26 +129,40 @@ impl Recorder {
     /// The trace so far, with the objects as they are now.
     pub async fn finish(&self, side: &Side, namespace: &str, name: &str) -> Trace {
         let client = side.env.client();
-        let primary_image = Api::<Deployment>::namespaced(client.clone(), namespace)
-            .get(&format!("{name}-primary"))
-            .await
-            .ok()
-            .and_then(|d| d.spec?.template.spec?.containers.first()?.image.clone());
-        let selectors = Api::<Service>::namespaced(client.clone(), namespace)
-            .list(&ListParams::default())
-            .await
-            .map(|list| {
-                list.items
+        let deployments: Vec<Deployment> = list(&client, namespace).await;
+        let primary_container = deployments
+            .iter()
+            .find(|d| d.metadata.name.as_deref() == Some(&format!("{name}-primary")))
+            .and_then(|d| d.spec.as_ref()?.template.spec.as_ref()?.containers.first().cloned())
+            .map(|c| serde_json::json!({ "image": c.image, "envFrom": c.env_from }));
+        let deployments = deployments
+            .into_iter()
+            .filter_map(|d| Some((d.metadata.name?, d.spec?.replicas.unwrap_or(1))))
+            .collect();
+        let config_maps: Vec<ConfigMap> = list(&client, namespace).await;
+        let secrets: Vec<Secret> = list(&client, namespace).await;
+        let configs = config_maps
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .filter(|name| name != "kube-root-ca.crt")
+            .map(|name| format!("ConfigMap/{name}"))
+            .chain(
+                secrets
                     .into_iter()
-                    .filter_map(|s| Some((s.metadata.name?, s.spec?.selector.unwrap_or_default())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let route_rules = http_routes(side, namespace)
-            .get(name)
+                    .filter_map(|s| s.metadata.name)
+                    .map(|name| format!("Secret/{name}")),
+            )
+            .collect();
+        let autoscalers = list::<HorizontalPodAutoscaler>(&client, namespace)
             .await
-            .ok()
-            .map(|r| r.data["spec"]["rules"].clone());
+            .into_iter()
+            .filter_map(|h| Some((h.metadata.name?, h.spec.scale_target_ref.name)))
+            .collect();
+        let selectors = list::<Service>(&client, namespace)
+            .await
+            .into_iter()
+            .filter_map(|s| Some((s.metadata.name?, s.spec?.selector.unwrap_or_default())))
+            .collect();
         let events = Api::<Event>::namespaced(client, namespace)
             .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
             .await
@@ -172,9 +188,11 @@ impl Recorder {
             steps: self.steps(),
             hooks,
             routes: self.routes.lock().map(|r| r.clone()).unwrap_or_default(),
-            primary_image,
+            primary_container,
             selectors,
-            route_rules,
+            deployments,
+            configs,
+            autoscalers,
             events,
         }
     }
@@ -222,4 +240,19 @@ async fn record<K, T>(
             seen.push(value);
         }
     }
+}
+
+/// The objects of kind `K` in `namespace` (none when the list fails: the comparison shows it).
+async fn list<K>(client: &kube::Client, namespace: &str) -> Vec<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map(|list| list.items)
+        .unwrap_or_default()
 }

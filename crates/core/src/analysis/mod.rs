@@ -500,10 +500,19 @@ impl<'a> Machine<'a> {
             return decision;
         }
         match &self.strategy {
-            Strategy::Progressive { steps, max_weight, .. } => match next_weight(steps, *max_weight, weight) {
-                Some(next) => self.increase_weight(phase, next),
-                None => self.confirm_promotion(|| self.start_promotion("analysis passed")),
-            },
+            Strategy::Progressive { steps, max_weight, .. } => {
+                // Flagger asks confirm-traffic-increase at every step while Progressing, the one
+                // at the last weight (before confirm-promotion) included (scheduler.go).
+                if phase == Phase::Progressing
+                    && let Some(decision) = self.traffic_increase_held(phase)
+                {
+                    return decision;
+                }
+                match next_weight(steps, *max_weight, weight) {
+                    Some(next) => act(self.increase_weight(next)),
+                    None => self.confirm_promotion(|| self.start_promotion("analysis passed")),
+                }
+            }
             Strategy::AbTesting { iterations: planned } if iterations < *planned => {
                 self.next_iteration(iterations, *planned)
             }
@@ -594,22 +603,26 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn increase_weight(&self, phase: Phase, next: i32) -> Decision {
+    /// `Some(decision)` while the confirm-traffic-increase webhooks must be asked or refuse.
+    fn traffic_increase_held(&self, phase: Phase) -> Option<Decision> {
         match self.gate(Gate::ConfirmTrafficIncrease) {
-            Err(gate) => return Decision::Run(gate),
+            Err(gate) => Some(Decision::Run(gate)),
             Ok(Some(result)) if !result.open => {
                 let message = format!("waiting for confirm-traffic-increase approval: {}", result.message);
-                return act(Outcome {
+                Some(act(Outcome {
                     status: self.status_with(phase, &message, false, |_| {}),
                     actions: vec![],
                     notes: vec![],
                     requeue: Some(self.interval()),
                     after: vec![],
-                });
+                }))
             }
-            Ok(_) => {}
+            Ok(_) => None,
         }
-        act(Outcome {
+    }
+
+    fn increase_weight(&self, next: i32) -> Outcome {
+        Outcome {
             status: self.status_with(Phase::Progressing, &format!("canary weight {next}%"), true, |s| {
                 s.canary_weight = Some(next);
             }),
@@ -620,7 +633,7 @@ impl<'a> Machine<'a> {
             )],
             requeue: Some(self.interval()),
             after: vec![],
-        })
+        }
     }
 
     fn confirm_promotion(&self, confirmed: impl FnOnce() -> Outcome) -> Decision {

@@ -369,6 +369,10 @@ fn confirm_traffic_increase_pauses_the_weight() {
     sim.run_until(Phase::Succeeded, 40);
     let weights: Vec<i32> = sim.trace.iter().map(|(_, w, _)| *w).collect();
     assert_eq!(&weights[..3], &[0, 0, 10], "first increase held for one interval");
+    // Asked before 10, 20 and 30 (the first refused), and once more at 30 before promoting,
+    // as Flagger's scheduler does (conformance scenario `confirm-traffic-increase`).
+    let asked = sim.asked.iter().filter(|g| **g == Gate::ConfirmTrafficIncrease).count();
+    assert_eq!(asked, 5);
 }
 
 #[test]

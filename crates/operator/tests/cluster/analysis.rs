@@ -259,9 +259,10 @@ pub async fn route_of(cluster: &Cluster, namespace: &str, name: &str) -> Option<
     let route = http_routes(cluster, namespace).get(name).await.ok()?;
     let rules = route.data["spec"]["rules"].as_array()?.clone();
     let default = rules.last()?;
-    let weight = |i: usize| default["backendRefs"][i]["weight"].as_i64();
+    // A/B testing's default rule has the primary alone.
+    let weight = |i: usize| default["backendRefs"][i]["weight"].as_i64().unwrap_or(0);
     let matched = rules.len() > 1 && rules[0]["backendRefs"][1]["weight"].as_i64() == Some(100);
-    Some((weight(0)?, weight(1)?, matched))
+    Some((weight(0), weight(1), matched))
 }
 
 /// Records each distinct (phase, canary weight, route) until the Canary reaches `last`.
