@@ -8,6 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 use serin_api::canary::{CanaryCondition, PROMOTED_CONDITION};
 use serin_api::{CanaryStatus, Phase};
 
+use crate::plan::ObservedRoutes;
+
 /// `True` once a revision is serving (Initialized, Succeeded), `False` after a rollback, `Unknown` in between.
 pub fn promoted_status(phase: Phase) -> &'static str {
     match phase {
@@ -46,18 +48,48 @@ pub fn initialized(
 }
 
 /// Taking over a Canary from Flagger: its status holds Flagger's hashes, which never equal a
-/// serin revision. When the target runs what the primary runs, the revision is the one Flagger
-/// promoted, so it is recorded as applied and promoted and no rollout starts; otherwise the
-/// status is left as it is and the differing revision is rolled out.
-pub fn adopt_flagger_status(status: &CanaryStatus, revision: &str, target_matches_primary: bool) -> CanaryStatus {
-    let mut adopted = status.clone();
+/// serin revision, so the revision is inferred from the phase Flagger left:
+/// - the target runs what the primary runs: the revision Flagger promoted, recorded as applied
+///   and promoted; no rollout starts;
+/// - in an analysis (`Progressing`, `WaitingPromotion`, `Promoting`, `Finalising`) or `Failed`,
+///   the target is the revision Flagger was analysing or failed (a template changed while no
+///   operator ran cannot be told apart): recorded as applied, so the analysis goes on from its
+///   step, and a failed revision is not retried;
+/// - otherwise (`Initialized`, `Succeeded` with a target that differs from the primary, or
+///   `Waiting` for confirm-rollout) the target is a new revision, rolled out.
+///
+/// In `WaitingPromotion` and `Promoting` Flagger writes `canaryWeight` 0 and `iterations`
+/// `analysis.iterations - 1` whatever the traffic (its setStatusPhase): the weight is taken from
+/// the `routes` in the cluster, and iterations are at least 0.
+pub fn adopt_flagger_status(
+    status: &CanaryStatus,
+    revision: &str,
+    target_matches_primary: bool,
+    routes: Option<&ObservedRoutes>,
+) -> CanaryStatus {
     let flaggers = status
         .last_applied_spec
         .as_deref()
         .is_some_and(|hash| !crate::revision::is_serin_hash(hash));
-    if flaggers && target_matches_primary {
+    if !flaggers {
+        return status.clone();
+    }
+    let mut adopted = status.clone();
+    let phase = status.phase.unwrap_or_default();
+    if target_matches_primary {
         adopted.last_applied_spec = Some(revision.to_string());
         adopted.last_promoted_spec = Some(revision.to_string());
+    } else if matches!(
+        phase,
+        Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising | Phase::Failed
+    ) {
+        adopted.last_applied_spec = Some(revision.to_string());
+    }
+    if matches!(phase, Phase::WaitingPromotion | Phase::Promoting) {
+        if let Some(routes) = routes {
+            adopted.canary_weight = Some(routes.canary);
+        }
+        adopted.iterations = Some(status.iterations.unwrap_or(0).max(0));
     }
     adopted
 }
@@ -158,20 +190,69 @@ mod tests {
             last_promoted_spec: Some("5d8f7b9c8".into()),
             ..Default::default()
         };
-        let adopted = adopt_flagger_status(&flaggers, "s1-0123456789abcdef", true);
-        assert_eq!(adopted.last_applied_spec.as_deref(), Some("s1-0123456789abcdef"));
-        assert_eq!(adopted.last_promoted_spec.as_deref(), Some("s1-0123456789abcdef"));
+        let revision = "s1-0123456789abcdef";
+        let adopted = adopt_flagger_status(&flaggers, revision, true, None);
+        assert_eq!(adopted.last_applied_spec.as_deref(), Some(revision));
+        assert_eq!(adopted.last_promoted_spec.as_deref(), Some(revision));
         assert_eq!(adopted.phase, Some(Phase::Succeeded));
         assert_eq!(
-            adopt_flagger_status(&flaggers, "s1-0123456789abcdef", false),
+            adopt_flagger_status(&flaggers, revision, false, None),
             flaggers,
             "a target that differs from the primary is a new revision"
         );
         let serins = CanaryStatus {
             last_applied_spec: Some("s1-fedcba9876543210".into()),
-            ..flaggers
+            ..flaggers.clone()
         };
-        assert_eq!(adopt_flagger_status(&serins, "s1-0123456789abcdef", true), serins);
+        assert_eq!(adopt_flagger_status(&serins, revision, true, None), serins);
+
+        for phase in [Phase::Progressing, Phase::Finalising, Phase::Failed] {
+            let analysing = CanaryStatus {
+                phase: Some(phase),
+                canary_weight: Some(40),
+                ..flaggers.clone()
+            };
+            let adopted = adopt_flagger_status(&analysing, revision, false, None);
+            assert_eq!(
+                adopted.last_applied_spec.as_deref(),
+                Some(revision),
+                "{phase:?}: the revision Flagger was at"
+            );
+            assert_eq!(adopted.last_promoted_spec, flaggers.last_promoted_spec);
+            assert_eq!(adopted.canary_weight, Some(40));
+        }
+        let waiting = CanaryStatus {
+            phase: Some(Phase::Waiting),
+            ..flaggers.clone()
+        };
+        assert_eq!(
+            adopt_flagger_status(&waiting, revision, false, None),
+            waiting,
+            "waiting for confirm-rollout: the new revision has not started"
+        );
+    }
+
+    /// Flagger writes weight 0 and iterations -1 in WaitingPromotion while the routes keep
+    /// sending traffic to the canary (conformance scenario switch-flagger-to-serin).
+    #[test]
+    fn flaggers_waiting_promotion_is_read_with_the_weight_in_the_routes() {
+        let flaggers = CanaryStatus {
+            phase: Some(Phase::WaitingPromotion),
+            canary_weight: Some(0),
+            iterations: Some(-1),
+            last_applied_spec: Some("6c9d8f7b5".into()),
+            last_promoted_spec: Some("5d8f7b9c8".into()),
+            ..Default::default()
+        };
+        let routes = ObservedRoutes {
+            primary: 50,
+            canary: 50,
+            refused: None,
+        };
+        let adopted = adopt_flagger_status(&flaggers, "s1-0123456789abcdef", false, Some(&routes));
+        assert_eq!(adopted.canary_weight, Some(50));
+        assert_eq!(adopted.iterations, Some(0));
+        assert_eq!(adopted.last_applied_spec.as_deref(), Some("s1-0123456789abcdef"));
     }
 
     #[test]

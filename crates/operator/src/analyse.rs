@@ -53,7 +53,12 @@ pub async fn run(cached: &Canary, context: &Context) -> Result<Requeue, Error> {
         true => router.get_routes(canary).await?,
         false => None,
     };
-    let status = adopt_flagger_status(&status, &observed.revision, observed.primary_runs_target());
+    let status = adopt_flagger_status(
+        &status,
+        &observed.revision,
+        observed.primary_runs_target(),
+        routes.as_ref(),
+    );
     let analysis = canary.spec.analysis().cloned().unwrap_or_default();
     let deadline = canary.spec.progress_deadline_seconds();
     let tracked_configs = observed.tracked.status();

@@ -184,6 +184,16 @@ impl ControlPlane {
         self.spawn_program(program.to_path_buf(), name, args)
     }
 
+    /// Stops (SIGKILL) the process started as `name`, as an operator stopped to switch to another.
+    pub fn stop_process(&mut self, name: &str) -> Result<(), Error> {
+        if let Some(index) = self.processes.iter().position(|p| p.name == name) {
+            let mut process = self.processes.remove(index);
+            process.child.kill()?;
+            process.child.wait()?;
+        }
+        Ok(())
+    }
+
     /// The log file of the process started as `name`.
     pub fn log_of(&self, name: &str) -> PathBuf {
         self.kubeconfig.with_file_name(format!("{name}.log"))

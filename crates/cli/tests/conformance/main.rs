@@ -6,6 +6,7 @@
 mod compare;
 mod scenarios;
 mod sides;
+mod switching;
 mod trace;
 
 use std::process::ExitCode;
@@ -19,11 +20,15 @@ use serin_testenv::traffic::{Behaviour, TrafficSource};
 use scenarios::{NAME, Scenario};
 use sides::{Operator, Side};
 
+/// Switching a live cluster. The way back (serin to Flagger) is not here: Flagger re-runs an
+/// analysis of every Canary whose status holds serin's revision hashes (docs/compat.md).
+const SWITCHES: [(&str, Operator, Operator); 1] = [("switch-flagger-to-serin", Operator::Flagger, Operator::Serin)];
+
 struct Suite {
     flagger: Side,
     serin: Side,
     traffic: TrafficSource,
-    _prometheus: Prometheus,
+    prometheus: Prometheus,
 }
 
 async fn start() -> Result<Suite, String> {
@@ -39,7 +44,7 @@ async fn start() -> Result<Suite, String> {
         flagger,
         serin,
         traffic,
-        _prometheus: prometheus,
+        prometheus,
     })
 }
 
@@ -94,10 +99,11 @@ fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     let scenarios = scenarios::all();
     // Every scenario at once: they mostly wait for Flagger's 10 s ticks.
-    args.test_threads = args.test_threads.or(Some(scenarios.len() + 1));
+    args.test_threads = args.test_threads.or(Some(scenarios.len() + SWITCHES.len() + 1));
     let mut trials = vec![Trial::test("differences_are_documented", differences_are_documented)];
     if args.list {
         trials.extend(scenarios.iter().map(|s| Trial::test(s.name, || Ok(()))));
+        trials.extend(SWITCHES.iter().map(|(name, _, _)| Trial::test(*name, || Ok(()))));
         return libtest_mimic::run(&args, trials).exit_code();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -119,6 +125,15 @@ fn main() -> ExitCode {
         let handle = runtime.handle().clone();
         let name = scenario.name;
         trials.push(Trial::test(name, move || handle.block_on(run(suite, scenario))));
+    }
+    for (name, from, to) in SWITCHES {
+        let handle = runtime.handle().clone();
+        let suite = suite.clone();
+        trials.push(Trial::test(name, move || {
+            handle
+                .block_on(switching::switch(from, to, suite.prometheus.url(), &suite.traffic))
+                .map_err(Failed::from)
+        }));
     }
     let conclusion = libtest_mimic::run(&args, trials);
     if let Ok(suite) = Arc::try_unwrap(suite) {

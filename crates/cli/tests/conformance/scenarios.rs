@@ -85,14 +85,14 @@ const EVERY_HOOK: &[&str] = &[
     "post-rollout",
 ];
 
-const FAILING: Behaviour = Behaviour {
+pub const FAILING: Behaviour = Behaviour {
     requests_per_second: 20.0,
     error_ratio: 0.5,
     latency_seconds: 0.02,
 };
 
 /// A gate held (403) until the Canary waited in `phase` for two calls, then opened.
-fn held(hook: &'static str, phase: &'static str) -> Option<Answers> {
+pub fn held(hook: &'static str, phase: &'static str) -> Option<Answers> {
     Some(Answers {
         hook,
         first: 403,
@@ -103,7 +103,7 @@ fn held(hook: &'static str, phase: &'static str) -> Option<Answers> {
 }
 
 /// A scenario with a healthy canary and a new image, ending in `Succeeded`.
-fn scenario(name: &'static str, provider: &'static str, analysis: Value) -> Scenario {
+pub fn scenario(name: &'static str, provider: &'static str, analysis: Value) -> Scenario {
     Scenario {
         name,
         provider,
@@ -127,7 +127,7 @@ fn blue_green() -> Value {
     json!({ "interval": "10s", "threshold": 2, "iterations": 2 })
 }
 
-fn weighted() -> Value {
+pub fn weighted() -> Value {
     json!({ "interval": "10s", "threshold": 2, "stepWeight": 50, "maxWeight": 50 })
 }
 
@@ -390,7 +390,7 @@ impl Scenario {
         Ok(())
     }
 
-    async fn make_change(&self, side: &Side) -> Result<(), String> {
+    pub async fn make_change(&self, side: &Side) -> Result<(), String> {
         let client = side.env.client();
         let namespace = self.name;
         let params = PatchParams::default();
@@ -446,20 +446,7 @@ impl Scenario {
     /// Runs the scenario on `side` and returns what the operator did.
     pub async fn run(&self, side: &Side) -> Result<Trace, String> {
         let namespace = self.name;
-        side.namespace(namespace).await?;
-        if let Some(answers) = self.answers {
-            side.hooks.answer(
-                &format!("/{namespace}/{}", answers.hook),
-                answers.first,
-                "held by the scenario",
-            );
-        }
-        self.create_objects(side).await?;
-        let recorder = Recorder::start(side, namespace, NAME).await?;
-        Api::<Canary>::namespaced(side.env.client(), namespace)
-            .create(&PostParams::default(), &self.canary(side)?)
-            .await
-            .map_err(|e| format!("{}: create the Canary: {e}", side.operator))?;
+        let recorder = self.create(side).await?;
         if let End::After(wait) = self.end {
             tokio::time::sleep(wait).await;
             return Ok(recorder.finish(side, namespace, NAME).await);
@@ -502,6 +489,27 @@ impl Scenario {
         Ok(recorder.finish(side, namespace, NAME).await)
     }
 
+    /// Creates the namespace, the objects and the Canary, with the webhooks answering as the
+    /// scenario says; the returned recorder saw every status the Canary had.
+    pub async fn create(&self, side: &Side) -> Result<Recorder, String> {
+        let namespace = self.name;
+        side.namespace(namespace).await?;
+        if let Some(answers) = self.answers {
+            side.hooks.answer(
+                &format!("/{namespace}/{}", answers.hook),
+                answers.first,
+                "held by the scenario",
+            );
+        }
+        self.create_objects(side).await?;
+        let recorder = Recorder::start(side, namespace, NAME).await?;
+        Api::<Canary>::namespaced(side.env.client(), namespace)
+            .create(&PostParams::default(), &self.canary(side)?)
+            .await
+            .map_err(|e| format!("{}: create the Canary: {e}", side.operator))?;
+        Ok(recorder)
+    }
+
     /// Deletes the Canary and waits until its finalizer let it go.
     async fn delete_canary(&self, side: &Side) -> Result<(), String> {
         let api = Api::<Canary>::namespaced(side.env.client(), self.name);
@@ -520,7 +528,7 @@ impl Scenario {
         Ok(())
     }
 
-    async fn wait_for(&self, side: &Side, recorder: &Recorder, phase: &str) -> Result<(), String> {
+    pub async fn wait_for(&self, side: &Side, recorder: &Recorder, phase: &str) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + SCENARIO_TIMEOUT;
         loop {
             if recorder.steps().iter().any(|s| s.phase == phase) {

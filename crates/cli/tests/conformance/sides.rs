@@ -38,7 +38,7 @@ impl Side {
     /// A control plane with Flagger's and the Gateway API's CRDs, and `operator` running on it
     /// with `metrics_server` as its Prometheus.
     pub async fn start(operator: Operator, metrics_server: &str) -> Result<Side, String> {
-        let mut env = TestEnv::start(Options { nodes: 2 })
+        let env = TestEnv::start(Options { nodes: 2 })
             .await
             .map_err(|e| format!("{operator}'s control plane: {e}"))?;
         env.install_flagger_crds()
@@ -50,7 +50,18 @@ impl Side {
         let hooks = WebhookReceiver::start()
             .await
             .map_err(|e| format!("webhook receiver: {e}"))?;
-        let kubeconfig = env.kubeconfig().display().to_string();
+        let mut side = Side {
+            operator,
+            env,
+            hooks,
+            metrics_server: metrics_server.to_string(),
+        };
+        side.start_operator(operator)?;
+        Ok(side)
+    }
+
+    /// Starts `operator` on this control plane, with the same flags for both.
+    pub fn start_operator(&mut self, operator: Operator) -> Result<(), String> {
         let (program, mut args) = match operator {
             Operator::Flagger => {
                 let dir = serin_testenv::upstream_flagger().map_err(|e| e.to_string())?;
@@ -66,24 +77,31 @@ impl Side {
             Operator::Serin => (PathBuf::from(env!("CARGO_BIN_EXE_serin")), vec!["operator".to_string()]),
         };
         args.extend([
-            format!("-kubeconfig={kubeconfig}"),
-            format!("-metrics-server={metrics_server}"),
+            format!("-kubeconfig={}", self.env.kubeconfig().display()),
+            format!("-metrics-server={}", self.metrics_server),
             "-mesh-provider=kubernetes".to_string(),
         ]);
         let name = match operator {
             Operator::Flagger => "flagger",
             Operator::Serin => "serin",
         };
-        env.control_plane_mut()
+        self.env
+            .control_plane_mut()
             .ok_or("the conformance suite needs its own control planes (not SERIN_TESTENV=existing)")?
             .start_process(name, &program, &args)
             .map_err(|e| format!("starting {operator}: {e}"))?;
-        Ok(Side {
-            operator,
-            env,
-            hooks,
-            metrics_server: metrics_server.to_string(),
-        })
+        self.operator = operator;
+        Ok(())
+    }
+
+    /// Stops the running operator (SIGKILL), as when switching to the other.
+    pub fn stop_operator(&mut self) -> Result<(), String> {
+        let name = self.operator.to_string();
+        self.env
+            .control_plane_mut()
+            .ok_or("no control plane of its own")?
+            .stop_process(&name)
+            .map_err(|e| format!("stopping {name}: {e}"))
     }
 
     /// The operator's log, for a failure report.
