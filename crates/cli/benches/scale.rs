@@ -9,13 +9,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 use serin_api::{Canary, Phase};
-use serin_testenv::fixtures::deployment;
 use serin_testenv::{Options, TestEnv};
 
 const STEADY: Duration = Duration::from_secs(30);
@@ -67,25 +65,13 @@ async fn measure(size: usize) {
     let pid = child.id();
 
     let started = Instant::now();
-    futures::stream::iter(0..size)
-        .map(|i| {
-            let (deployments, canaries) = (deployments.clone(), canaries.clone());
-            async move {
-                let name = format!("app-{i}");
-                deployments
-                    .create(&PostParams::default(), &deployment(&name, &[("app", &name)], 1))
-                    .await?;
-                let analysis = json!({ "interval": "5s", "threshold": 1, "iterations": 1 });
-                canaries
-                    .create(&PostParams::default(), &common::canary(&name, "kubernetes", analysis))
-                    .await?;
-                Ok::<_, kube::Error>(())
-            }
-        })
-        .buffer_unordered(16)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("create workloads");
+    common::create_workloads(
+        &deployments,
+        &canaries,
+        size,
+        json!({ "interval": "5s", "threshold": 1, "iterations": 1 }),
+    )
+    .await;
     while count_in_phase(&canaries, &[Phase::Initialized]).await < size {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

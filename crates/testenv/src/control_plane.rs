@@ -14,7 +14,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use tempfile::TempDir;
 
-use crate::certs::Pki;
+use crate::certs::{OPERATOR_USER, Pki};
 use crate::prometheus::ScrapeTarget;
 use crate::reaper;
 use crate::{Error, free_port, wait_for};
@@ -47,7 +47,12 @@ impl ControlPlane {
         Pki::generate()?.write(&root)?;
         let (etcd_port, etcd_peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
         let kubeconfig = root.join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(&root, api_port))?;
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&root, api_port, "admin"))?;
+        std::fs::write(
+            root.join(OPERATOR_KUBECONFIG),
+            kubeconfig_yaml(&root, api_port, OPERATOR_USER),
+        )?;
+        std::fs::write(root.join("audit-policy.yaml"), AUDIT_POLICY)?;
         let client = client_for(&kubeconfig).await?;
         let mut plane = ControlPlane {
             processes: Vec::new(),
@@ -101,6 +106,8 @@ impl ControlPlane {
                 "--endpoint-reconciler-type=none".into(),
                 "--allow-privileged=true".into(),
                 "--profiling=false".into(),
+                format!("--audit-policy-file={}", file("audit-policy.yaml")),
+                format!("--audit-log-path={}", file(AUDIT_LOG)),
             ],
         )?;
         let client = plane.client.clone();
@@ -165,6 +172,21 @@ impl ControlPlane {
         &self.kubeconfig
     }
 
+    /// A kubeconfig for an operator under test: its requests are the ones [`Self::operator_requests`]
+    /// counts.
+    pub fn operator_kubeconfig(&self) -> PathBuf {
+        self.kubeconfig.with_file_name(OPERATOR_KUBECONFIG)
+    }
+
+    /// Every request made with [`Self::operator_kubeconfig`] so far, as the API server's audit
+    /// log recorded it (one JSON object per request: verb, objectRef, requestReceivedTimestamp…).
+    pub fn operator_requests(&self) -> Result<Vec<serde_json::Value>, Error> {
+        let log = std::fs::read_to_string(self.kubeconfig.with_file_name(AUDIT_LOG)).unwrap_or_default();
+        log.lines()
+            .map(|line| serde_json::from_str(line).map_err(|e| Error::Manifest(format!("audit log line: {e}"))))
+            .collect()
+    }
+
     /// The API server's `/metrics`, scraped with the admin client certificate.
     pub fn apiserver_scrape_target(&self) -> ScrapeTarget {
         let file = |name: &str| self.kubeconfig.with_file_name(name);
@@ -192,6 +214,11 @@ impl ControlPlane {
             process.child.wait()?;
         }
         Ok(())
+    }
+
+    /// The pid of the process started as `name`, while it runs.
+    pub fn pid_of(&self, name: &str) -> Option<u32> {
+        self.processes.iter().find(|p| p.name == name).map(|p| p.child.id())
     }
 
     /// The log file of the process started as `name`.
@@ -344,7 +371,19 @@ fn kwok_stages(binaries: &Path) -> Result<String, Error> {
     Ok(files.join(","))
 }
 
-fn kubeconfig_yaml(dir: &Path, api_port: u16) -> String {
+/// Every request of the `operator` user, once (when received), without bodies; nothing else.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [ResponseStarted, ResponseComplete, Panic]
+rules:
+- level: Metadata
+  users: [operator]
+- level: None
+";
+const AUDIT_LOG: &str = "audit.log";
+const OPERATOR_KUBECONFIG: &str = "operator.kubeconfig";
+
+fn kubeconfig_yaml(dir: &Path, api_port: u16, user: &str) -> String {
     let path = |name: &str| dir.join(name).display().to_string();
     format!(
         "apiVersion: v1
@@ -367,8 +406,8 @@ contexts:
 current-context: serin-testenv
 ",
         ca = path("ca.crt"),
-        cert = path("admin.crt"),
-        key = path("admin.key"),
+        cert = path(&format!("{user}.crt")),
+        key = path(&format!("{user}.key")),
     )
 }
 

@@ -111,3 +111,32 @@ pub fn machine() -> String {
         .unwrap_or(0.0);
     format!("{cores} cores, {memory:.0} GiB RAM")
 }
+
+/// Deployments `app-0`…`app-<size-1>` (one replica) and a Canary for each on the kubernetes
+/// provider with `analysis`, sixteen at a time.
+pub async fn create_workloads(
+    deployments: &kube::Api<k8s_openapi::api::apps::v1::Deployment>,
+    canaries: &kube::Api<serin_api::Canary>,
+    size: usize,
+    analysis: Value,
+) {
+    use futures::{StreamExt, TryStreamExt};
+    use kube::api::PostParams;
+    futures::stream::iter(0..size)
+        .map(|i| {
+            let (deployments, canaries, analysis) = (deployments.clone(), canaries.clone(), analysis.clone());
+            async move {
+                let name = format!("app-{i}");
+                let target = serin_testenv::fixtures::deployment(&name, &[("app", &name)], 1);
+                deployments.create(&PostParams::default(), &target).await?;
+                canaries
+                    .create(&PostParams::default(), &canary(&name, "kubernetes", analysis))
+                    .await?;
+                Ok::<_, kube::Error>(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("create workloads");
+}

@@ -1,8 +1,8 @@
 //! Switching a live cluster from Flagger to serin: Flagger brings Canaries into every state a
 //! cluster can be in (promoted, only initialized, failed, in the middle of an analysis, held at
-//! confirm-promotion, held at confirm-rollout) and is stopped; serin starts on the same control
-//! plane, with Flagger's CRDs. Nothing may roll out that Flagger would not have rolled out, and
-//! what was under way goes on from where it was.
+//! confirm-promotion, held at confirm-rollout) and is stopped; serin's CRDs are applied over
+//! Flagger's and serin starts on the same control plane. Nothing may roll out that Flagger would
+//! not have rolled out, and what was under way goes on from where it was.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -194,6 +194,13 @@ pub async fn switch(from: Operator, to: Operator, metrics_server: &str, traffic:
     let before: Vec<AtRest> = futures::future::join_all(cases.iter().map(|c| at_rest(&side, c.scenario.name))).await;
 
     side.stop_operator()?;
+    if to == Operator::Serin {
+        // serin's CRDs applied over Flagger's, as the switch-over guide says (docs/operations.md).
+        side.env
+            .install_crds()
+            .await
+            .map_err(|e| format!("serin's CRDs over Flagger's: {e}"))?;
+    }
     side.start_operator(to)?;
     // Two analysis intervals under the new operator.
     tokio::time::sleep(Duration::from_secs(25)).await;
