@@ -20,6 +20,8 @@ pub struct Payload<'a> {
     pub namespace: &'a str,
     pub phase: &'a str,
     pub checksum: &'a str,
+    /// Left out when empty, as Flagger's `omitempty` does (conformance: webhook payloads).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
 }
 

@@ -133,11 +133,12 @@ type View = fn(&Trace) -> String;
 
 /// The fields in which `serin` differs from `expected`, each with both values.
 pub fn mismatches(expected: &Trace, serin: &Trace) -> Vec<String> {
-    let fields: [(&str, View); 8] = [
+    let fields: [(&str, View); 9] = [
         ("status steps", |t| {
             t.steps.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" → ")
         }),
         ("webhook calls", |t| t.hooks.join(" ")),
+        ("webhook payloads", |t| format!("{:?}", t.payloads)),
         ("HTTPRoute rules, each change", |t| {
             t.routes
                 .iter()

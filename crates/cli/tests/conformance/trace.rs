@@ -43,6 +43,9 @@ pub struct Trace {
     pub steps: Vec<Step>,
     /// `type(phase)` of each webhook call, in order.
     pub hooks: Vec<String>,
+    /// Each webhook type with the fields of its payloads and the Canary they name
+    /// (`type: name.namespace {fields}`); the checksum's value differs by design.
+    pub payloads: std::collections::BTreeSet<String>,
     /// The HTTPRoute's rules, each change once.
     pub routes: Vec<Value>,
     /// The primary's container (image, envFrom).
@@ -175,18 +178,28 @@ impl Recorder {
                     .collect()
             })
             .unwrap_or_default();
-        let hooks = side
-            .hooks
-            .calls_to(&format!("/{namespace}/"))
-            .into_iter()
+        let calls = side.hooks.calls_to(&format!("/{namespace}/"));
+        let kind = |path: &str| path.rsplit('/').next().unwrap_or_default().to_string();
+        let hooks = calls
+            .iter()
+            .map(|call| format!("{}({})", kind(&call.path), call.body["phase"].as_str().unwrap_or("?")))
+            .collect();
+        let payloads = calls
+            .iter()
             .map(|call| {
-                let kind = call.path.rsplit('/').next().unwrap_or_default().to_string();
-                format!("{kind}({})", call.body["phase"].as_str().unwrap_or("?"))
+                let fields: Vec<&String> = call.body.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+                format!(
+                    "{}: {}.{} {fields:?}",
+                    kind(&call.path),
+                    call.body["name"].as_str().unwrap_or("?"),
+                    call.body["namespace"].as_str().unwrap_or("?")
+                )
             })
             .collect();
         Trace {
             steps: self.steps(),
             hooks,
+            payloads,
             routes: self.routes.lock().map(|r| r.clone()).unwrap_or_default(),
             primary_container,
             selectors,
