@@ -59,8 +59,9 @@ pub fn initialized(
 ///   `Waiting` for confirm-rollout) the target is a new revision, rolled out.
 ///
 /// In `WaitingPromotion` and `Promoting` Flagger writes `canaryWeight` 0 and `iterations`
-/// `analysis.iterations - 1` whatever the traffic (its setStatusPhase): the weight is taken from
-/// the `routes` in the cluster, and iterations are at least 0.
+/// `analysis.iterations - 1` whatever the traffic (its setStatusPhase): iterations are taken as
+/// at least 0, and the weight from the `routes` in the cluster when they were read (in
+/// `WaitingPromotion`; a `Promoting` Canary goes on to send all traffic to the primary).
 pub fn adopt_flagger_status(
     status: &CanaryStatus,
     revision: &str,
