@@ -69,6 +69,7 @@ async fn measure(size: usize) {
         &deployments,
         &canaries,
         size,
+        "kubernetes",
         json!({ "interval": "5s", "threshold": 1, "iterations": 1 }),
     )
     .await;

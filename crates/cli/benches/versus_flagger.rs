@@ -6,7 +6,8 @@
 //! their own and the audit log records each of their requests once. RSS and CPU come from /proc.
 //!
 //! `cargo bench -p serin --bench versus_flagger` (`SERIN_BENCH_CANARIES`, default 100;
-//! `SERIN_BENCH_ROLLOUTS=false` to stop after the idle minute)
+//! `SERIN_BENCH_PROVIDER`, default `kubernetes`, or `gatewayapi:v1`; `SERIN_BENCH_ROLLOUTS=false`
+//! to stop after the idle minute)
 
 mod common;
 
@@ -69,13 +70,14 @@ async fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(100);
+    let rollouts = std::env::var("SERIN_BENCH_ROLLOUTS").as_deref() != Ok("false");
+    let provider = std::env::var("SERIN_BENCH_PROVIDER").unwrap_or_else(|_| "kubernetes".into());
     println!(
-        "Flagger v1.44.0 and serin side by side, {size} Canaries ({})",
+        "Flagger v1.44.0 and serin side by side, {size} Canaries on {provider} ({})",
         common::machine()
     );
-    let rollouts = std::env::var("SERIN_BENCH_ROLLOUTS").as_deref() != Ok("false");
-    let flagger = measure(Operator::Flagger, size, rollouts).await;
-    let serin = measure(Operator::Serin, size, rollouts).await;
+    let flagger = measure(Operator::Flagger, size, &provider, rollouts).await;
+    let serin = measure(Operator::Serin, size, &provider, rollouts).await;
     print_table(size, &flagger, &serin, rollouts);
 }
 
@@ -136,9 +138,12 @@ fn requests(env: &TestEnv) -> usize {
         .map_or(0, |r| r.len())
 }
 
-async fn measure(operator: Operator, size: usize, rollouts: bool) -> Figures {
+async fn measure(operator: Operator, size: usize, provider: &str, rollouts: bool) -> Figures {
     let mut env = TestEnv::start(Options { nodes: 4 }).await.expect("control plane");
     env.install_flagger_crds().await.expect("Flagger's CRDs");
+    env.install_upstream_crds("gateway-api")
+        .await
+        .expect("Gateway API CRDs");
     let namespace = env.namespace("versus").await.expect("namespace");
     let pid = start(&mut env, operator);
     let deployments = Api::<Deployment>::namespaced(env.client(), &namespace);
@@ -150,6 +155,7 @@ async fn measure(operator: Operator, size: usize, rollouts: bool) -> Figures {
         &deployments,
         &canaries,
         size,
+        provider,
         json!({ "interval": "10s", "threshold": 2, "iterations": 2 }),
     )
     .await;

@@ -55,13 +55,18 @@ pub async fn counting_client(kubeconfig: &Path, counter: Arc<RequestCounter>) ->
         .build()
 }
 
+/// A Canary for Deployment `name`; on the Gateway API, attached to Gateway `infra/gateway`.
 pub fn canary(name: &str, provider: &str, analysis: Value) -> serin_api::Canary {
+    let mut service = json!({ "port": 9898 });
+    if provider.starts_with("gatewayapi") {
+        service["gatewayRefs"] = json!([{ "name": "gateway", "namespace": "infra" }]);
+    }
     serde_json::from_value(json!({
         "metadata": { "name": name },
         "spec": {
             "provider": provider,
             "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
-            "service": { "port": 9898 },
+            "service": service,
             "analysis": analysis,
         }
     }))
@@ -112,12 +117,13 @@ pub fn machine() -> String {
     format!("{cores} cores, {memory:.0} GiB RAM")
 }
 
-/// Deployments `app-0`…`app-<size-1>` (one replica) and a Canary for each on the kubernetes
-/// provider with `analysis`, sixteen at a time.
+/// Deployments `app-0`…`app-<size-1>` (one replica) and a Canary for each on `provider` with
+/// `analysis`, sixteen at a time.
 pub async fn create_workloads(
     deployments: &kube::Api<k8s_openapi::api::apps::v1::Deployment>,
     canaries: &kube::Api<serin_api::Canary>,
     size: usize,
+    provider: &str,
     analysis: Value,
 ) {
     use futures::{StreamExt, TryStreamExt};
@@ -130,7 +136,7 @@ pub async fn create_workloads(
                 let target = serin_testenv::fixtures::deployment(&name, &[("app", &name)], 1);
                 deployments.create(&PostParams::default(), &target).await?;
                 canaries
-                    .create(&PostParams::default(), &canary(&name, "kubernetes", analysis))
+                    .create(&PostParams::default(), &canary(&name, provider, analysis))
                     .await?;
                 Ok::<_, kube::Error>(())
             }
