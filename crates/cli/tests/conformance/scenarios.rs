@@ -480,9 +480,8 @@ impl Scenario {
         }
         if let End::Phase(phase) = self.end {
             self.wait_for(side, &recorder, phase).await?;
+            self.wait_for_post_rollout(side, phase).await?;
         }
-        // The post-rollout webhooks follow the final status.
-        tokio::time::sleep(Duration::from_secs(2)).await;
         if self.delete {
             self.delete_canary(side).await?;
         }
@@ -510,9 +509,18 @@ impl Scenario {
         Ok(recorder)
     }
 
-    /// Deletes the Canary and waits until its finalizer let it go.
+    /// Deletes the Canary, waits until its finalizer let it go and then until the garbage
+    /// collector removed what it owned (the primary, the Services), so the final objects compared
+    /// are the same on both sides however busy the controller-manager is.
     async fn delete_canary(&self, side: &Side) -> Result<(), String> {
         let api = Api::<Canary>::namespaced(side.env.client(), self.name);
+        let uid = api
+            .get(NAME)
+            .await
+            .map_err(|e| format!("{}: read the Canary: {e}", side.operator))?
+            .metadata
+            .uid
+            .unwrap_or_default();
         api.delete(NAME, &DeleteParams::default())
             .await
             .map_err(|e| format!("{}: delete the Canary: {e}", side.operator))?;
@@ -523,8 +531,71 @@ impl Scenario {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        // What the revert started (the target scaled up) settles.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        loop {
+            let owned = self.owned_by(side, &uid).await;
+            if owned.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "{}: the garbage collector left {owned:?}, owned by the deleted Canary",
+                    side.operator
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The Deployments, Services and HorizontalPodAutoscalers of the scenario's namespace that
+    /// name `uid` as an owner.
+    async fn owned_by(&self, side: &Side, uid: &str) -> Vec<String> {
+        let client = side.env.client();
+        let owned = |kind: &str, meta: &kube::api::ObjectMeta| {
+            let is_owned = meta.owner_references.iter().flatten().any(|owner| owner.uid == uid);
+            is_owned.then(|| format!("{kind}/{}", meta.name.clone().unwrap_or_default()))
+        };
+        let mut found = Vec::new();
+        if let Ok(list) = Api::<Deployment>::namespaced(client.clone(), self.name)
+            .list(&Default::default())
+            .await
+        {
+            found.extend(list.items.iter().filter_map(|d| owned("Deployment", &d.metadata)));
+        }
+        if let Ok(list) = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), self.name)
+            .list(&Default::default())
+            .await
+        {
+            found.extend(list.items.iter().filter_map(|s| owned("Service", &s.metadata)));
+        }
+        if let Ok(list) = Api::<HorizontalPodAutoscaler>::namespaced(client, self.name)
+            .list(&Default::default())
+            .await
+        {
+            found.extend(
+                list.items
+                    .iter()
+                    .filter_map(|h| owned("HorizontalPodAutoscaler", &h.metadata)),
+            );
+        }
+        found
+    }
+
+    /// Both operators call post-rollout after they wrote the final phase: waits for that call,
+    /// then for as long again as it took, so that a second call (a difference) would be seen.
+    async fn wait_for_post_rollout(&self, side: &Side, phase: &str) -> Result<(), String> {
+        if !self.hooks.contains(&"post-rollout") || !matches!(phase, "Succeeded" | "Failed") {
+            return Ok(());
+        }
+        let path = format!("/{}/post-rollout", self.name);
+        let started = tokio::time::Instant::now();
+        let deadline = started + SCENARIO_TIMEOUT;
+        while side.hooks.calls_to(&path).is_empty() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("{}: post-rollout was not called after {phase}", side.operator));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(started.elapsed().max(Duration::from_secs(2))).await;
         Ok(())
     }
 
