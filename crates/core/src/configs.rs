@@ -23,11 +23,12 @@ pub struct ConfigRef {
 }
 
 impl ConfigRef {
-    /// The key of `status.trackedConfigs`: `ConfigMap/<name>` or `Secret/<name>`.
+    /// The key of `status.trackedConfigs`: `configmap/<name>` or `secret/<name>`, as Flagger's
+    /// `ConfigRef.GetName` (pkg/canary/config_tracker.go).
     pub fn key(&self) -> String {
         let kind = match self.kind {
-            ConfigKind::ConfigMap => "ConfigMap",
-            ConfigKind::Secret => "Secret",
+            ConfigKind::ConfigMap => "configmap",
+            ConfigKind::Secret => "secret",
         };
         format!("{kind}/{}", self.name)
     }
@@ -226,7 +227,7 @@ mod tests {
         let tracked = BTreeMap::from([(config(ConfigKind::Secret, "db"), "abc".to_string())]);
         assert_eq!(
             tracked_status(&tracked),
-            BTreeMap::from([("Secret/db".to_string(), "abc".to_string())])
+            BTreeMap::from([("secret/db".to_string(), "abc".to_string())])
         );
     }
 }

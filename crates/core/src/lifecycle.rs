@@ -554,7 +554,7 @@ mod tests {
     #[test]
     fn initialized_records_the_revision_once() {
         let labels: Vec<String> = LABELS.iter().map(|s| s.to_string()).collect();
-        let configs = BTreeMap::from([("ConfigMap/settings".to_string(), "h1".to_string())]);
+        let configs = BTreeMap::from([("configmap/settings".to_string(), "h1".to_string())]);
         let o = observation(Some(target(&configs)), ready(true), &labels);
         let done = initialize(&CanaryStatus::default(), &o).status.expect("status");
         assert_eq!(done.last_applied_spec.as_deref(), Some("s1-0000000000000001"));

@@ -43,50 +43,20 @@ pub fn initialized(
     next.iterations = Some(0);
     next.last_applied_spec = Some(revision.to_string());
     next.last_promoted_spec = Some(revision.to_string());
-    next.tracked_configs = (!tracked_configs.is_empty()).then(|| tracked_configs.clone());
+    next.tracked_configs = crate::revision::tracked_configs_status(tracked_configs);
     changed(current, &next).then_some(next)
 }
 
-/// Taking over a Canary from Flagger: its status holds Flagger's hashes, which never equal a
-/// serin revision, so the revision is inferred from the phase Flagger left:
-/// - the target runs what the primary runs: the revision Flagger promoted, recorded as applied
-///   and promoted; no rollout starts;
-/// - in an analysis (`Progressing`, `WaitingPromotion`, `Promoting`, `Finalising`) or `Failed`,
-///   the target is the revision Flagger was analysing or failed (a template changed while no
-///   operator ran cannot be told apart): recorded as applied, so the analysis goes on from its
-///   step, and a failed revision is not retried;
-/// - otherwise (`Initialized`, `Succeeded` with a target that differs from the primary, or
-///   `Waiting` for confirm-rollout) the target is a new revision, rolled out.
-///
-/// In `WaitingPromotion` and `Promoting` Flagger writes `canaryWeight` 0 and `iterations`
-/// `analysis.iterations - 1` whatever the traffic (its setStatusPhase): iterations are taken as
-/// at least 0, and the weight from the `routes` in the cluster when they were read (in
-/// `WaitingPromotion`; a `Promoting` Canary goes on to send all traffic to the primary).
-pub fn adopt_flagger_status(
-    status: &CanaryStatus,
-    revision: &str,
-    target_matches_primary: bool,
-    routes: Option<&ObservedRoutes>,
-) -> CanaryStatus {
-    let flaggers = status
-        .last_applied_spec
-        .as_deref()
-        .is_some_and(|hash| !crate::revision::is_serin_hash(hash));
-    if !flaggers {
-        return status.clone();
-    }
+/// A status as serin reads it. In `WaitingPromotion` and `Promoting` Flagger writes
+/// `canaryWeight` 0 and `iterations` `analysis.iterations - 1` whatever the traffic (its
+/// setStatusPhase), so a Canary taken over from Flagger is read with iterations at least 0 and the
+/// weight the `routes` in the cluster have, when they were read (in `WaitingPromotion`; a
+/// `Promoting` Canary goes on to send all traffic to the primary). serin's own status in those
+/// phases already agrees with the routes. The revision fields need nothing: both operators write
+/// the same hashes (see [`crate::revision`]).
+pub fn adopt_flagger_status(status: &CanaryStatus, routes: Option<&ObservedRoutes>) -> CanaryStatus {
     let mut adopted = status.clone();
-    let phase = status.phase.unwrap_or_default();
-    if target_matches_primary {
-        adopted.last_applied_spec = Some(revision.to_string());
-        adopted.last_promoted_spec = Some(revision.to_string());
-    } else if matches!(
-        phase,
-        Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising | Phase::Failed
-    ) {
-        adopted.last_applied_spec = Some(revision.to_string());
-    }
-    if matches!(phase, Phase::WaitingPromotion | Phase::Promoting) {
+    if matches!(status.phase, Some(Phase::WaitingPromotion | Phase::Promoting)) {
         if let Some(routes) = routes {
             adopted.canary_weight = Some(routes.canary);
         }
@@ -183,56 +153,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_status_flagger_wrote_is_taken_over_without_a_rollout() {
-        let flaggers = CanaryStatus {
-            phase: Some(Phase::Succeeded),
-            last_applied_spec: Some("5d8f7b9c8".into()),
-            last_promoted_spec: Some("5d8f7b9c8".into()),
-            ..Default::default()
-        };
-        let revision = "s1-0123456789abcdef";
-        let adopted = adopt_flagger_status(&flaggers, revision, true, None);
-        assert_eq!(adopted.last_applied_spec.as_deref(), Some(revision));
-        assert_eq!(adopted.last_promoted_spec.as_deref(), Some(revision));
-        assert_eq!(adopted.phase, Some(Phase::Succeeded));
-        assert_eq!(
-            adopt_flagger_status(&flaggers, revision, false, None),
-            flaggers,
-            "a target that differs from the primary is a new revision"
-        );
-        let serins = CanaryStatus {
-            last_applied_spec: Some("s1-fedcba9876543210".into()),
-            ..flaggers.clone()
-        };
-        assert_eq!(adopt_flagger_status(&serins, revision, true, None), serins);
-
-        for phase in [Phase::Progressing, Phase::Finalising, Phase::Failed] {
-            let analysing = CanaryStatus {
-                phase: Some(phase),
-                canary_weight: Some(40),
-                ..flaggers.clone()
-            };
-            let adopted = adopt_flagger_status(&analysing, revision, false, None);
-            assert_eq!(
-                adopted.last_applied_spec.as_deref(),
-                Some(revision),
-                "{phase:?}: the revision Flagger was at"
-            );
-            assert_eq!(adopted.last_promoted_spec, flaggers.last_promoted_spec);
-            assert_eq!(adopted.canary_weight, Some(40));
-        }
-        let waiting = CanaryStatus {
-            phase: Some(Phase::Waiting),
-            ..flaggers.clone()
-        };
-        assert_eq!(
-            adopt_flagger_status(&waiting, revision, false, None),
-            waiting,
-            "waiting for confirm-rollout: the new revision has not started"
-        );
-    }
-
     /// Flagger writes weight 0 and iterations -1 in WaitingPromotion while the routes keep
     /// sending traffic to the canary (conformance scenario switch-flagger-to-serin).
     #[test]
@@ -250,10 +170,29 @@ mod tests {
             canary: 50,
             refused: None,
         };
-        let adopted = adopt_flagger_status(&flaggers, "s1-0123456789abcdef", false, Some(&routes));
+        let adopted = adopt_flagger_status(&flaggers, Some(&routes));
         assert_eq!(adopted.canary_weight, Some(50));
         assert_eq!(adopted.iterations, Some(0));
-        assert_eq!(adopted.last_applied_spec.as_deref(), Some("s1-0123456789abcdef"));
+        assert_eq!(adopted.last_applied_spec, flaggers.last_applied_spec);
+        assert_eq!(adopt_flagger_status(&flaggers, None).canary_weight, Some(0));
+    }
+
+    #[test]
+    fn other_phases_are_read_as_written() {
+        for phase in [Phase::Progressing, Phase::Succeeded, Phase::Failed, Phase::Waiting] {
+            let status = CanaryStatus {
+                phase: Some(phase),
+                canary_weight: Some(40),
+                iterations: Some(-1),
+                ..Default::default()
+            };
+            let routes = ObservedRoutes {
+                primary: 50,
+                canary: 50,
+                refused: None,
+            };
+            assert_eq!(adopt_flagger_status(&status, Some(&routes)), status, "{phase:?}");
+        }
     }
 
     #[test]

@@ -53,12 +53,7 @@ pub async fn run(cached: &Canary, context: &Context) -> Result<Requeue, Error> {
         true => router.get_routes(canary).await?,
         false => None,
     };
-    let status = adopt_flagger_status(
-        &status,
-        &observed.revision,
-        observed.primary_runs_target(),
-        routes.as_ref(),
-    );
+    let status = adopt_flagger_status(&status, routes.as_ref());
     let analysis = canary.spec.analysis().cloned().unwrap_or_default();
     let deadline = canary.spec.progress_deadline_seconds();
     let tracked_configs = observed.tracked.status();
@@ -111,7 +106,7 @@ async fn run_gate(
         &context.http,
         canary,
         &observed.namespace,
-        &observed.revision,
+        &hooks::checksum(Some(status)),
         gate.hook_type(),
         phase.as_str(),
     )

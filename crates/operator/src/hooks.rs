@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use serin_api::Canary;
 use serin_api::canary::{CanaryWebhook, HookType};
+use serin_api::{Canary, CanaryStatus};
 
 use serin_metrics::HttpClients;
 
@@ -37,8 +37,19 @@ pub enum HookError {
     InvalidTimeout { name: String, reason: String },
 }
 
-/// Calls every webhook of `kind` of the Canary with Flagger's payload (`checksum` is the
-/// revision, `phase` the phase to report); returns the failures' messages and how many passed.
+/// The payloads' `checksum`: Flagger's hash of the status's `trackedConfigs` and
+/// `lastAppliedSpec` as read before the decision (the revision last applied, not the one a gate
+/// is asked about), as Flagger's webhooks send it.
+pub fn checksum(status: Option<&CanaryStatus>) -> String {
+    let status = status.cloned().unwrap_or_default();
+    serin_core::revision::webhook_checksum(
+        status.tracked_configs.as_ref(),
+        status.last_applied_spec.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Calls every webhook of `kind` of the Canary with Flagger's payload (`checksum` from
+/// [`checksum`], `phase` the phase to report); returns the failures' messages and how many passed.
 pub async fn call_all(
     http: &HttpClients,
     canary: &Canary,

@@ -159,7 +159,7 @@ async fn perform(subject: &Subject<'_>, action: &Action) -> Result<(), Error> {
                 &context.http,
                 canary,
                 namespace,
-                &observed.revision,
+                &hooks::checksum(canary.status.as_ref()),
                 HookType::PostRollout,
                 phase.as_str(),
             )

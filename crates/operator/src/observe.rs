@@ -55,7 +55,7 @@ pub async fn observe(context: &Context, canary: &Canary) -> Result<Observed, Err
         Some(target) => {
             let template = target.template();
             let tracked = configs::observe(context, &namespace, &template).await?;
-            let revision = revision(&template, &tracked.hashes());
+            let revision = revision(&template);
             let label = selector_label(&target.match_labels(), &context.config.selector_labels);
             (tracked, revision, label)
         }

@@ -150,6 +150,7 @@ fn notify_event_hooks(context: &Context, canary: &Canary, type_: EventType, mess
     let name = canary.name_any();
     let namespace = canary.namespace().unwrap_or_default();
     let status = canary.status.clone().unwrap_or_default();
+    let checksum = hooks::checksum(Some(&status));
     let event_type = match type_ {
         EventType::Normal => "Normal",
         EventType::Warning => "Warning",
@@ -165,7 +166,7 @@ fn notify_event_hooks(context: &Context, canary: &Canary, type_: EventType, mess
                 name: &name,
                 namespace: &namespace,
                 phase: status.phase.unwrap_or_default().as_str(),
-                checksum: status.last_applied_spec.as_deref().unwrap_or_default(),
+                checksum: &checksum,
                 metadata,
             };
             if let Err(error) = hooks::call(&http, &hook, &payload).await {

@@ -133,7 +133,7 @@ type View = fn(&Trace) -> String;
 
 /// The fields in which `serin` differs from `expected`, each with both values.
 pub fn mismatches(expected: &Trace, serin: &Trace) -> Vec<String> {
-    let fields: [(&str, View); 9] = [
+    let fields: [(&str, View); 10] = [
         ("status steps", |t| {
             t.steps.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" → ")
         }),
@@ -146,6 +146,10 @@ pub fn mismatches(expected: &Trace, serin: &Trace) -> Vec<String> {
                 .collect::<Vec<_>>()
                 .join("\n      then ")
         }),
+        (
+            "revisions (lastAppliedSpec lastPromotedSpec trackedConfigs), each change",
+            |t| t.revisions.join(" → "),
+        ),
         ("primary container", |t| format!("{:?}", t.primary_container)),
         ("Service selectors", |t| format!("{:?}", t.selectors)),
         ("Deployment replicas", |t| format!("{:?}", t.deployments)),

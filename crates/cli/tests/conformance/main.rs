@@ -22,7 +22,10 @@ use sides::{Operator, Side};
 
 /// Switching a live cluster. The way back (serin to Flagger) is not here: Flagger re-runs an
 /// analysis of every Canary whose status holds serin's revision hashes (docs/compat.md).
-const SWITCHES: [(&str, Operator, Operator); 1] = [("switch-flagger-to-serin", Operator::Flagger, Operator::Serin)];
+const SWITCHES: [(&str, Operator, Operator); 2] = [
+    ("switch-flagger-to-serin", Operator::Flagger, Operator::Serin),
+    ("switch-serin-to-flagger", Operator::Serin, Operator::Flagger),
+];
 
 struct Suite {
     flagger: Side,

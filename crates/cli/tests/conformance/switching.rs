@@ -1,8 +1,8 @@
-//! Switching a live cluster from Flagger to serin: Flagger brings Canaries into every state a
-//! cluster can be in (promoted, only initialized, failed, in the middle of an analysis, held at
-//! confirm-promotion, held at confirm-rollout) and is stopped; serin's CRDs are applied over
-//! Flagger's and serin starts on the same control plane. Nothing may roll out that Flagger would
-//! not have rolled out, and what was under way goes on from where it was.
+//! Switching a live cluster from one operator to the other, both ways: the first brings Canaries
+//! into every state a cluster can be in (promoted, only initialized, failed, in the middle of an
+//! analysis, held at confirm-promotion, held at confirm-rollout) and is stopped; the second's CRDs
+//! are applied over the first's and it starts on the same control plane. Nothing may roll out that
+//! the first would not have rolled out, and what was under way goes on from where it was.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -190,17 +190,16 @@ pub async fn switch(from: Operator, to: Operator, metrics_server: &str, traffic:
         traffic.set(case.scenario.name, &format!("{NAME}-primary"), Behaviour::healthy());
     }
     let mut side = Side::start(from, metrics_server).await?;
+    if from == Operator::Serin {
+        install_crds_of(&side, Operator::Serin).await?;
+    }
     let recorders = try_join_all(cases.iter().map(|case| prepare(&side, case))).await?;
     let before: Vec<AtRest> = futures::future::join_all(cases.iter().map(|c| at_rest(&side, c.scenario.name))).await;
 
     side.stop_operator()?;
-    if to == Operator::Serin {
-        // serin's CRDs applied over Flagger's, as the switch-over guide says (docs/operations.md).
-        side.env
-            .install_crds()
-            .await
-            .map_err(|e| format!("serin's CRDs over Flagger's: {e}"))?;
-    }
+    // The new operator's CRDs applied over the old one's, as the switch-over guide says
+    // (docs/operations.md).
+    install_crds_of(&side, to).await?;
     side.start_operator(to)?;
     // Two analysis intervals under the new operator.
     tokio::time::sleep(Duration::from_secs(25)).await;
@@ -270,6 +269,14 @@ pub async fn switch(from: Operator, to: Operator, metrics_server: &str, traffic:
         });
     try_join_all(ends).await?;
     release_again(&side, &cases[0].scenario, &recorders[0]).await
+}
+
+async fn install_crds_of(side: &Side, operator: Operator) -> Result<(), String> {
+    let installed = match operator {
+        Operator::Serin => side.env.install_crds().await,
+        Operator::Flagger => side.env.install_flagger_crds().await,
+    };
+    installed.map_err(|e| format!("{operator}'s CRDs over the other's: {e}"))
 }
 
 /// A new image for `scenario`'s target, rolled out to `Succeeded` a second time.

@@ -44,10 +44,13 @@ pub struct Trace {
     /// `type(phase)` of each webhook call, in order.
     pub hooks: Vec<String>,
     /// Each webhook type with the fields of its payloads and the Canary they name
-    /// (`type: name.namespace {fields}`); the checksum's value differs by design.
+    /// (`type: name.namespace checksum {fields}`).
     pub payloads: std::collections::BTreeSet<String>,
     /// The HTTPRoute's rules, each change once.
     pub routes: Vec<Value>,
+    /// `lastAppliedSpec lastPromotedSpec trackedConfigs` of the status, each change once: the
+    /// hashes are the same on both sides, so that each operator can take over the other's.
+    pub revisions: Vec<String>,
     /// The primary's container (image, envFrom).
     pub primary_container: Option<Value>,
     /// Each Service's selector.
@@ -75,6 +78,7 @@ pub fn http_routes(side: &Side, namespace: &str) -> Api<DynamicObject> {
 pub struct Recorder {
     steps: Arc<Mutex<Vec<Step>>>,
     routes: Arc<Mutex<Vec<Value>>>,
+    revisions: Arc<Mutex<Vec<String>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -84,10 +88,28 @@ impl Recorder {
     pub async fn start(side: &Side, namespace: &str, name: &str) -> Result<Recorder, String> {
         let steps: Arc<Mutex<Vec<Step>>> = Arc::default();
         let routes: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let revisions: Arc<Mutex<Vec<String>>> = Arc::default();
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let canaries = Api::<Canary>::namespaced(side.env.client(), namespace);
         let (canary_ready, canary_listed) = oneshot::channel();
         let (route_ready, route_listed) = oneshot::channel();
+        let (revisions_ready, revisions_listed) = oneshot::channel();
+        let revision_task = tokio::spawn(record(
+            canaries.clone(),
+            config.clone(),
+            revisions_ready,
+            revisions.clone(),
+            |canary: &Canary| {
+                let status = canary.status.as_ref()?;
+                let hash = |h: &Option<String>| h.clone().unwrap_or_else(|| "-".into());
+                Some(format!(
+                    "{} {} {:?}",
+                    hash(&status.last_applied_spec),
+                    hash(&status.last_promoted_spec),
+                    status.tracked_configs.clone().unwrap_or_default()
+                ))
+            },
+        ));
         let canary_task = tokio::spawn(record(
             canaries,
             config.clone(),
@@ -113,9 +135,10 @@ impl Recorder {
         let recorder = Recorder {
             steps,
             routes,
-            tasks: vec![canary_task, route_task],
+            revisions,
+            tasks: vec![canary_task, route_task, revision_task],
         };
-        let listed = async { canary_listed.await.and(route_listed.await) };
+        let listed = async { canary_listed.await.and(route_listed.await).and(revisions_listed.await) };
         match tokio::time::timeout(std::time::Duration::from_secs(30), listed).await {
             Ok(Ok(())) => Ok(recorder),
             _ => Err(format!(
@@ -189,10 +212,11 @@ impl Recorder {
             .map(|call| {
                 let fields: Vec<&String> = call.body.as_object().map(|o| o.keys().collect()).unwrap_or_default();
                 format!(
-                    "{}: {}.{} {fields:?}",
+                    "{}: {}.{} {} {fields:?}",
                     kind(&call.path),
                     call.body["name"].as_str().unwrap_or("?"),
-                    call.body["namespace"].as_str().unwrap_or("?")
+                    call.body["namespace"].as_str().unwrap_or("?"),
+                    call.body["checksum"].as_str().unwrap_or("?")
                 )
             })
             .collect();
@@ -201,6 +225,7 @@ impl Recorder {
             hooks,
             payloads,
             routes: self.routes.lock().map(|r| r.clone()).unwrap_or_default(),
+            revisions: self.revisions.lock().map(|r| r.clone()).unwrap_or_default(),
             primary_container,
             selectors,
             deployments,

@@ -19,6 +19,7 @@ use serin_api::{CanarySpec, CanaryStatus, Phase};
 pub use crate::plan::{Action, Note, ObservedRoutes, Outcome, Routes};
 use crate::plan::{normal, warning};
 use crate::readiness::Readiness;
+use crate::revision;
 use crate::session_affinity;
 use crate::status;
 use crate::strategy::{Strategy, next_weight, strategy};
@@ -201,14 +202,15 @@ impl<'a> Machine<'a> {
         if let Err(error) = &self.interval {
             return act(self.invalid_interval(phase, error));
         }
-        let revision_changed = self.status.last_applied_spec.as_deref() != Some(self.observation.revision);
+        let (revision, configs) = (self.observation.revision, self.observation.tracked_configs);
+        let revision_changed = revision::differs_from_applied(self.status, revision, configs);
         match phase {
             Phase::Unset | Phase::Initializing | Phase::Terminating | Phase::Terminated => act(Outcome::default()),
             Phase::Initialized | Phase::Succeeded | Phase::Failed | Phase::Waiting => {
                 if !revision_changed {
                     return act(Outcome::default());
                 }
-                if self.status.last_promoted_spec.as_deref() == Some(self.observation.revision) {
+                if revision::is_promoted(self.status, revision, configs) {
                     return act(self.reverted(phase));
                 }
                 if phase == Phase::Waiting {
@@ -311,9 +313,7 @@ impl<'a> Machine<'a> {
         };
         let message = "the target is back at the promoted revision; nothing to roll out";
         Outcome {
-            status: self.status_with(phase, message, false, |s| {
-                s.last_applied_spec = Some(self.observation.revision.to_string());
-            }),
+            status: self.status_with(phase, message, false, |s| self.record_revision(s)),
             actions: vec![Action::ScaleDownTarget],
             notes: vec![normal("Reverted", format!("{}: {message}", self.name))],
             requeue: None,
@@ -369,9 +369,7 @@ impl<'a> Machine<'a> {
         };
         act(Outcome {
             status: self.status_with(Phase::Progressing, &message, true, |s| {
-                s.last_applied_spec = Some(self.observation.revision.to_string());
-                s.tracked_configs =
-                    (!self.observation.tracked_configs.is_empty()).then(|| self.observation.tracked_configs.clone());
+                self.record_revision(s);
                 s.canary_weight = Some(0);
                 s.iterations = Some(0);
                 s.failed_checks = Some(0);
@@ -789,6 +787,12 @@ impl<'a> Machine<'a> {
         }
     }
 
+    /// The target's revision as the one applied: its template hash and the configs it uses.
+    fn record_revision(&self, status: &mut CanaryStatus) {
+        status.last_applied_spec = Some(self.observation.revision.to_string());
+        status.tracked_configs = revision::tracked_configs_status(self.observation.tracked_configs);
+    }
+
     fn rollback(&self, why: &str) -> Outcome {
         Outcome {
             // As Flagger's rollback (scheduler.go): weight, iterations and failed checks back to 0.
@@ -797,7 +801,7 @@ impl<'a> Machine<'a> {
                 s.iterations = Some(0);
                 s.failed_checks = Some(0);
                 // A revision refused while Waiting is not retried until the next one.
-                s.last_applied_spec = Some(self.observation.revision.to_string());
+                self.record_revision(s);
             }),
             actions: vec![Action::Route(Routes::all_to_primary()), Action::ScaleDownTarget],
             notes: vec![warning(

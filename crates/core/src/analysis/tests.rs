@@ -443,7 +443,7 @@ fn reverting_to_the_promoted_revision_starts_nothing() {
 #[test]
 fn a_config_change_is_a_new_revision_recorded_with_its_configs() {
     let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
-    sim.tracked = BTreeMap::from([("ConfigMap/settings".to_string(), "h2".to_string())]);
+    sim.tracked = BTreeMap::from([("configmap/settings".to_string(), "h2".to_string())]);
     sim.new_revision("s1-rev2");
     sim.reconcile();
     assert_eq!(sim.phase(), Phase::Progressing);

@@ -3,13 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Api, Resource};
 use serin_api::Canary;
 use serin_core::configs::{ConfigKind, ConfigRef, TRACKING_ANNOTATION, referenced, tracked_status};
 use serin_core::naming::primary_name;
-use serin_core::revision::data_hash;
+use serin_core::revision::config_checksum;
 
 use crate::Error;
 use crate::apply::apply;
@@ -31,17 +32,13 @@ struct TrackedConfig {
 pub struct Tracked(Vec<TrackedConfig>);
 
 impl Tracked {
-    pub fn hashes(&self) -> BTreeMap<ConfigRef, String> {
-        self.0.iter().map(|c| (c.reference.clone(), c.hash.clone())).collect()
-    }
-
     pub fn references(&self) -> BTreeSet<ConfigRef> {
         self.0.iter().map(|c| c.reference.clone()).collect()
     }
 
     /// `status.trackedConfigs`.
     pub fn status(&self) -> BTreeMap<String, String> {
-        tracked_status(&self.hashes())
+        tracked_status(&self.0.iter().map(|c| (c.reference.clone(), c.hash.clone())).collect())
     }
 }
 
@@ -60,17 +57,13 @@ pub async fn observe(context: &Context, namespace: &str, template: &PodTemplateS
     for reference in referenced(spec) {
         let found = match reference.kind {
             ConfigKind::ConfigMap => config_maps.get_opt(&reference.name).await?.map(|config_map| {
-                let hash = data_hash(&(
-                    config_map.data.clone().unwrap_or_default(),
-                    config_map.binary_data.clone().unwrap_or_default(),
-                ));
+                let binary_data = config_map.binary_data.as_ref().map(base64_values);
+                let hash = config_checksum(config_map.data.as_ref(), binary_data.as_ref());
                 (hash, Object::ConfigMap(config_map))
             }),
             ConfigKind::Secret => secrets.get_opt(&reference.name).await?.map(|secret| {
-                (
-                    data_hash(&secret.data.clone().unwrap_or_default()),
-                    Object::Secret(secret),
-                )
+                let data = secret.data.as_ref().map(base64_values);
+                (config_checksum(data.as_ref(), None), Object::Secret(secret))
             }),
         };
         let Some((hash, object)) = found else { continue };
@@ -135,4 +128,17 @@ pub async fn copy_to_primary(
         }
     }
     Ok(())
+}
+
+/// Binary values as their JSON form has them (standard base64), which Flagger's checksum hashes.
+fn base64_values(data: &BTreeMap<String, ByteString>) -> BTreeMap<String, String> {
+    data.iter()
+        .map(|(key, value)| {
+            let encoded = serde_json::to_value(value)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            (key.clone(), encoded)
+        })
+        .collect()
 }

@@ -15,7 +15,7 @@ use serin_testenv::wait_for;
 
 use crate::support::{
     Cluster, TIMEOUT, create_canary, create_deployment, ensure, events_for, image_of, replicas_of, set_image,
-    trace_until, wait_for_calls, wait_for_event, wait_for_phase,
+    status_of, trace_until, wait_for_calls, wait_for_event, wait_for_phase,
 };
 
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -91,6 +91,7 @@ pub async fn blue_green_on_kubernetes_calls_every_webhook_in_order(cluster: Arc<
         ]
     });
     release(&cluster, &namespace, name, 2, "kubernetes", analysis).await?;
+    let initialized = status_of(&cluster, &namespace, name).await?;
 
     set_image(&cluster, &namespace, name, "bg:2").await?;
     let trace = trace_until(&cluster, &namespace, name, Phase::Succeeded, ROLLOUT_TIMEOUT).await?;
@@ -134,13 +135,25 @@ pub async fn blue_green_on_kubernetes_calls_every_webhook_in_order(cluster: Arc<
         format!("{rollout_calls} rollout calls, one per iteration and the last check expected"),
     )?;
     let canary = wait_for_phase(&cluster, &namespace, name, Phase::Succeeded).await?;
-    let checksum = canary.status.and_then(|s| s.last_applied_spec).unwrap_or_default();
+    // Flagger's checksum of the status as read when the hook is called: confirm-rollout is asked
+    // before the new revision is recorded.
+    let checksum_of = |status: &serin_api::CanaryStatus| {
+        serin_core::revision::webhook_checksum(
+            status.tracked_configs.as_ref(),
+            status.last_applied_spec.as_deref().unwrap_or_default(),
+        )
+    };
+    let (before, after) = (
+        checksum_of(&initialized),
+        checksum_of(&canary.status.unwrap_or_default()),
+    );
+    ensure(before != after, "the new revision has another checksum")?;
     for call in &calls {
         let kind = call.path.rsplit('/').next().unwrap_or_default();
-        let phase = match kind {
-            "confirm-rollout" => "Initialized",
-            "post-rollout" => "Succeeded",
-            _ => "Progressing",
+        let (phase, checksum) = match kind {
+            "confirm-rollout" => ("Initialized", &before),
+            "post-rollout" => ("Succeeded", &after),
+            _ => ("Progressing", &after),
         };
         let body = &call.body;
         ensure(

@@ -59,9 +59,13 @@ pub async fn a_canary_is_initialized(env: Arc<Cluster>) -> Result<(), Failed> {
         format!("status {status:?}"),
     )?;
     let revision = status.last_applied_spec.clone().unwrap_or_default();
+    let target = Api::<Deployment>::namespaced(env.client(), &namespace)
+        .get("podinfo")
+        .await?;
+    let template = target.spec.map(|s| s.template).unwrap_or_default();
     ensure(
-        serin_core::revision::is_serin_hash(&revision),
-        format!("lastAppliedSpec {revision:?}"),
+        revision == serin_core::revision::revision(&template),
+        format!("lastAppliedSpec {revision:?} is the hash of the target's template"),
     )?;
     ensure(
         status.last_promoted_spec.as_deref() == Some(revision.as_str()),

@@ -55,7 +55,6 @@ fn main() -> ExitCode {
         lifecycle::a_keda_scaled_object_is_copied_and_the_targets_is_paused_between_rollouts,
         robustness::broken_checks_are_reported_with_their_reason,
         robustness::a_target_deleted_mid_rollout_is_reported,
-        robustness::a_status_written_by_flagger_starts_no_rollout,
         robustness::a_second_canary_for_a_managed_target_is_refused,
         robustness::spec_warnings_are_published_once,
         analysis::http_route_fields_are_applied_and_drifted_weights_set_back,

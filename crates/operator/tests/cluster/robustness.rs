@@ -83,61 +83,6 @@ pub async fn a_target_deleted_mid_rollout_is_reported(cluster: Arc<Cluster>) -> 
     )
 }
 
-/// A status written by Flagger carries its own hash format; when the target already equals the
-/// primary, switching to serin must not start a rollout.
-pub async fn a_status_written_by_flagger_starts_no_rollout(cluster: Arc<Cluster>) -> Result<(), Failed> {
-    let namespace = cluster.namespace("migrated").await?;
-    let name = "migrated";
-    release(
-        &cluster,
-        &namespace,
-        name,
-        1,
-        "kubernetes",
-        json!({ "interval": "2s", "threshold": 1, "iterations": 1 }),
-    )
-    .await?;
-    // Flagger's primary carries a `flagger-id` pod annotation the target does not have.
-    let flaggers_primary = json!({ "spec": { "template": { "metadata": { "annotations": {
-        "flagger-id": "1b6c9a52-7a0e-4d35-9a5e-0c3d8f1e2a4b"
-    } } } } });
-    Api::<Deployment>::namespaced(cluster.client(), &namespace)
-        .patch(
-            "migrated-primary",
-            &PatchParams::default(),
-            &Patch::Merge(&flaggers_primary),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let canaries = Api::<Canary>::namespaced(cluster.client(), &namespace);
-    let flagger_status =
-        json!({ "status": { "lastAppliedSpec": "5d8f7b9c8", "lastPromotedSpec": "5d8f7b9c8", "phase": "Succeeded" } });
-    canaries
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&flagger_status))
-        .await
-        .map_err(|e| e.to_string())?;
-    // Any change of the Canary makes serin look at it again.
-    let touch = json!({ "metadata": { "annotations": { "touched": "yes" } } });
-    canaries
-        .patch(name, &PatchParams::default(), &Patch::Merge(&touch))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    let status = status_of(&cluster, &namespace, name).await?;
-    ensure(
-        status.phase == Some(Phase::Succeeded),
-        format!("no rollout started: {:?}", status.phase),
-    )?;
-    let replicas = Api::<Deployment>::namespaced(cluster.client(), &namespace)
-        .get(name)
-        .await
-        .map_err(|e| e.to_string())?;
-    ensure(
-        replicas.spec.and_then(|s| s.replicas) == Some(0),
-        "the target was not scaled up",
-    )
-}
-
 /// A second Canary for a target another Canary manages is refused and touches nothing: the
 /// primary keeps its image and owner, and deleting the second Canary garbage-collects nothing.
 pub async fn a_second_canary_for_a_managed_target_is_refused(cluster: Arc<Cluster>) -> Result<(), Failed> {
