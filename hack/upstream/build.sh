@@ -26,9 +26,11 @@ kwok_stages=(node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml
 # Upstream CRDs installed in the test cluster, by Go module and the folder holding them.
 gateway_api_version=v1.4.1
 keda_version=v2.21.0
+istio_api_version=v1.32.0
 upstream_crds=(
   "gateway-api sigs.k8s.io/gateway-api@$gateway_api_version config/crd/standard"
   "keda github.com/kedacore/keda/v2@$keda_version config/crd/bases"
+  "istio istio.io/api@$istio_api_version kubernetes"
 )
 
 complete() {

@@ -1,13 +1,15 @@
 //! Flagger v1.44.0 and serin on the same work, one after the other, each on a fresh control plane
 //! (kwok nodes, Flagger's CRDs) and each as its own process with the same flags: N Canaries
 //! (kubernetes provider, blue/green, 2 iterations of 10 s, one replica each) are created, left
-//! idle, then released 10 % at a time, one group every 10 s at random offsets within it.
+//! idle, then released (all of them, or `SERIN_BENCH_RELEASED` of them) in 10 groups, one group
+//! every 10 s at random offsets within it.
 //! API requests are counted by the API server itself: both operators use a client certificate of
 //! their own and the audit log records each of their requests once. RSS and CPU come from /proc.
 //!
 //! `cargo bench -p serin --bench versus_flagger` (`SERIN_BENCH_CANARIES`, default 100;
-//! `SERIN_BENCH_PROVIDER`, default `kubernetes`, or `gatewayapi:v1`; `SERIN_BENCH_ROLLOUTS=false`
-//! to stop after the idle minute)
+//! `SERIN_BENCH_PROVIDER`, default `kubernetes`, or `gatewayapi:v1`; `SERIN_BENCH_RELEASED`, how
+//! many Canaries get a new revision, default all; `SERIN_BENCH_ROLLOUTS=false` to stop after the
+//! idle minute)
 
 mod common;
 
@@ -70,15 +72,22 @@ async fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(100);
-    let rollouts = std::env::var("SERIN_BENCH_ROLLOUTS").as_deref() != Ok("false");
+    let released = match std::env::var("SERIN_BENCH_ROLLOUTS").as_deref() {
+        Ok("false") => 0,
+        _ => std::env::var("SERIN_BENCH_RELEASED")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(size)
+            .min(size),
+    };
     let provider = std::env::var("SERIN_BENCH_PROVIDER").unwrap_or_else(|_| "kubernetes".into());
     println!(
         "Flagger v1.44.0 and serin side by side, {size} Canaries on {provider} ({})",
         common::machine()
     );
-    let flagger = measure(Operator::Flagger, size, &provider, rollouts).await;
-    let serin = measure(Operator::Serin, size, &provider, rollouts).await;
-    print_table(size, &flagger, &serin, rollouts);
+    let flagger = measure(Operator::Flagger, size, &provider, released).await;
+    let serin = measure(Operator::Serin, size, &provider, released).await;
+    print_table(size, &flagger, &serin, released);
 }
 
 /// A few random bits without a dependency: the clock's nanoseconds through xorshift.
@@ -138,7 +147,7 @@ fn requests(env: &TestEnv) -> usize {
         .map_or(0, |r| r.len())
 }
 
-async fn measure(operator: Operator, size: usize, provider: &str, rollouts: bool) -> Figures {
+async fn measure(operator: Operator, size: usize, provider: &str, released: usize) -> Figures {
     let mut env = TestEnv::start(Options { nodes: 4 }).await.expect("control plane");
     env.install_flagger_crds().await.expect("Flagger's CRDs");
     env.install_upstream_crds("gateway-api")
@@ -188,8 +197,9 @@ async fn measure(operator: Operator, size: usize, provider: &str, rollouts: bool
     let (idle_rss, cpu_after) = common::process_figures(pid);
     figures.idle_rss = idle_rss;
     figures.idle_cpu = (cpu_after - cpu_before) / IDLE.as_secs_f64() * 100.0;
-    figures.idle_requests_per_minute = (requests(&env) - requests_before) as f64 / (IDLE.as_secs_f64() / 60.0);
-    if !rollouts {
+    figures.idle_requests_per_minute =
+        requests(&env).saturating_sub(requests_before) as f64 / (IDLE.as_secs_f64() / 60.0);
+    if released == 0 {
         env.teardown().await;
         return figures;
     }
@@ -200,8 +210,8 @@ async fn measure(operator: Operator, size: usize, provider: &str, rollouts: bool
     let requests_before = requests(&env);
     let rollouts_started = Instant::now();
     let mut random = Random::new();
-    let per_group = size.div_ceil(GROUPS);
-    let releases: Vec<_> = (0..size)
+    let per_group = released.div_ceil(GROUPS);
+    let releases: Vec<_> = (0..released)
         .map(|i| {
             let group = i / per_group;
             (i, INTERVAL * group as u32 + random.below(INTERVAL))
@@ -231,12 +241,12 @@ async fn measure(operator: Operator, size: usize, provider: &str, rollouts: bool
                 .lock()
                 .map(|s| s.values().filter(|c| c.succeeded.is_some()).count())
                 .unwrap_or(0);
-            if done == size {
+            if done == released {
                 return peak;
             }
             assert!(
                 rollouts_started.elapsed() < Duration::from_secs(1200),
-                "{operator:?}: {done}/{size} rollouts done"
+                "{operator:?}: {done}/{released} rollouts done"
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -249,7 +259,7 @@ async fn measure(operator: Operator, size: usize, provider: &str, rollouts: bool
     watch.abort();
     let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
     let steps: usize = seen.values().map(|s| s.steps).sum();
-    figures.requests_per_step = (requests(&env) - requests_before) as f64 / steps.max(1) as f64;
+    figures.requests_per_step = requests(&env).saturating_sub(requests_before) as f64 / steps.max(1) as f64;
     for canary in seen.values() {
         let Some(released) = canary.released else { continue };
         if let Some(progressing) = canary.progressing {
@@ -320,7 +330,7 @@ fn summary(values: &[f64]) -> (f64, f64, f64) {
     )
 }
 
-fn print_table(size: usize, flagger: &Figures, serin: &Figures, rollouts: bool) {
+fn print_table(size: usize, flagger: &Figures, serin: &Figures, released: usize) {
     let row = |what: &str, f: f64, s: f64, unit: &str| {
         let ratio = if s > 0.0 && f >= 0.0 {
             format!("{:.1}×", f / s)
@@ -353,17 +363,17 @@ fn print_table(size: usize, flagger: &Figures, serin: &Figures, rollouts: bool) 
         serin.idle_requests_per_minute,
         "",
     );
-    if !rollouts {
+    if released == 0 {
         return;
     }
     row(
-        "RSS peak during the rollouts",
+        &format!("RSS peak during the {released} rollouts"),
         flagger.rollout_peak_rss,
         serin.rollout_peak_rss,
         "MiB",
     );
     row(
-        "CPU during the rollouts",
+        &format!("CPU during the {released} rollouts"),
         flagger.rollout_cpu,
         serin.rollout_cpu,
         "% of a core",

@@ -19,6 +19,17 @@ sum(rate(http_request_duration_seconds_count{kubernetes_namespace="{{ namespace 
 const HTTP_DURATION: &str = r#"
 histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{kubernetes_namespace="{{ namespace }}",kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"}[{{ interval }}])) by (le))"#;
 
+/// Istio's standard metrics as the destination's sidecar reports them (Flagger's
+/// pkg/metrics/observers/istio.go); durations are already in milliseconds.
+const ISTIO_SUCCESS_RATE: &str = r#"
+sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="{{ namespace }}",destination_workload=~"{{ target }}",response_code!~"5.*"}[{{ interval }}]))
+/
+sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="{{ namespace }}",destination_workload=~"{{ target }}"}[{{ interval }}]))
+* 100"#;
+
+const ISTIO_DURATION: &str = r#"
+histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="{{ namespace }}",destination_workload=~"{{ target }}"}[{{ interval }}])) by (le))"#;
+
 pub fn query(provider: Provider, metric: &str) -> Option<Builtin> {
     match (provider, metric) {
         (Provider::Kubernetes | Provider::GatewayApiV1 | Provider::GatewayApiV1beta1, "request-success-rate") => {
@@ -33,6 +44,14 @@ pub fn query(provider: Provider, metric: &str) -> Option<Builtin> {
                 scale: 1000.0,
             })
         }
+        (Provider::Istio, "request-success-rate") => Some(Builtin {
+            query: ISTIO_SUCCESS_RATE,
+            scale: 1.0,
+        }),
+        (Provider::Istio, "request-duration") => Some(Builtin {
+            query: ISTIO_DURATION,
+            scale: 1.0,
+        }),
         _ => None,
     }
 }

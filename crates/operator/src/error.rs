@@ -48,7 +48,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Error::Router(serin_router::Error::UnsupportedProvider(_))
+            Error::Router(serin_router::Error::UnsupportedProvider(_) | serin_router::Error::MissingCrd { .. })
                 | Error::AutoscalerNotFound { .. }
                 | Error::TargetTaken(_)
         )

@@ -14,7 +14,7 @@ use serin_core::naming::{canary_service_name, primary_name};
 use serin_core::plan::{ObservedRoutes, Routes};
 use serin_core::session_affinity::{SessionCookies, canary_max_age, set_cookie};
 
-use super::{Error, Router, mesh_routing_fields, set_fields};
+use super::{Error, Router, merge_matches_on, mesh_routing_fields, set_fields};
 
 pub struct GatewayApiRouter {
     client: Client,
@@ -374,20 +374,7 @@ fn service_matches(service: &serin_api::service::CanaryService) -> Vec<Value> {
 /// Every A/B match combined with every service match: the A/B headers and query parameters on
 /// the service's paths (Flagger's `mergeMatchConditions`).
 fn merge_matches(analysis: &[Value], service: &[Value]) -> Vec<Value> {
-    analysis
-        .iter()
-        .flat_map(|a| {
-            service.iter().map(move |s| {
-                let mut merged = s.clone();
-                for key in ["headers", "queryParams"] {
-                    if a.get(key).is_some() {
-                        merged[key] = a[key].clone();
-                    }
-                }
-                merged
-            })
-        })
-        .collect()
+    merge_matches_on(analysis, service, &["headers", "queryParams"])
 }
 
 /// `service.headers`, `service.rewrite` and `service.mirror` as HTTPRoute filters.

@@ -2,6 +2,7 @@
 //! adding a file and a line in [`for_provider`].
 
 mod gatewayapi;
+mod istio;
 mod kubernetes;
 
 use futures::future::BoxFuture;
@@ -21,7 +22,17 @@ pub enum Error {
     MissingUid,
     #[error("could not build a routing object: {0}")]
     Serialize(serde_json::Error),
-    #[error("provider {0} is not supported by this serin version; use kubernetes, gatewayapi:v1 or gatewayapi:v1beta1")]
+    #[error(
+        "the {kind} CRD ({crd}) is not installed in the cluster: install {provider}'s CRDs or choose another provider"
+    )]
+    MissingCrd {
+        kind: &'static str,
+        crd: &'static str,
+        provider: &'static str,
+    },
+    #[error(
+        "provider {0} is not supported by this serin version; use kubernetes, istio, gatewayapi:v1 or gatewayapi:v1beta1"
+    )]
     UnsupportedProvider(String),
 }
 
@@ -33,6 +44,7 @@ impl Error {
             Error::MissingUid => "MissingUid",
             Error::Serialize(_) => "InvalidObject",
             Error::UnsupportedProvider(_) => "UnsupportedProvider",
+            Error::MissingCrd { .. } => "MissingCrd",
         }
     }
 }
@@ -55,6 +67,29 @@ pub trait Router: Send + Sync {
 
     /// The fields of `spec` this router does not act on; each gets a warning Event.
     fn ignored_fields(&self, spec: &CanarySpec) -> Vec<&'static str>;
+}
+
+/// Flagger's `mergeMatchConditions`: every A/B match combined with every service match, the
+/// service match with the A/B match's `keys` (headers and the like) put on it.
+fn merge_matches_on(
+    analysis: &[serde_json::Value],
+    service: &[serde_json::Value],
+    keys: &[&str],
+) -> Vec<serde_json::Value> {
+    analysis
+        .iter()
+        .flat_map(|a| {
+            service.iter().map(move |s| {
+                let mut merged = s.clone();
+                for key in keys {
+                    if let Some(value) = a.get(*key) {
+                        merged[*key] = value.clone();
+                    }
+                }
+                merged
+            })
+        })
+        .collect()
 }
 
 /// The names of the fields among `fields` (name, whether set) that are set.
@@ -92,6 +127,7 @@ pub fn for_provider(provider: Provider, client: &Client) -> Result<Box<dyn Route
         Provider::Kubernetes => Ok(Box::new(kubernetes::KubernetesRouter)),
         Provider::GatewayApiV1 => Ok(Box::new(gatewayapi::GatewayApiRouter::new(client.clone(), "v1"))),
         Provider::GatewayApiV1beta1 => Ok(Box::new(gatewayapi::GatewayApiRouter::new(client.clone(), "v1beta1"))),
+        Provider::Istio => Ok(Box::new(istio::IstioRouter::new(client.clone()))),
         other => Err(Error::UnsupportedProvider(serin_api::wire_name(&other))),
     }
 }

@@ -1,7 +1,9 @@
 //! A metrics source for Prometheus to scrape: it exposes `http_request_duration_seconds` (count
 //! and buckets) for the pods of the workloads a test names, with the labels serin's builtin
-//! queries select on (`kubernetes_namespace`, `kubernetes_pod_name`, `status`). Counters grow at
-//! the request rate, error ratio and latency the test sets, as a real app's would.
+//! queries select on (`kubernetes_namespace`, `kubernetes_pod_name`, `status`), and the same
+//! requests as an Istio sidecar reports them (`istio_requests_total`,
+//! `istio_request_duration_milliseconds_bucket`, `reporter="destination"`). Counters grow at the
+//! request rate, error ratio and latency the test sets, as a real app's would.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -157,6 +159,23 @@ async fn exposition(State(workloads): State<Workloads>) -> String {
             out,
             "http_request_duration_seconds_count{{{labels},status=\"500\"}} {}",
             series.errors
+        );
+        let istio = format!(
+            "reporter=\"destination\",destination_workload_namespace=\"{namespace}\",destination_workload=\"{workload}\""
+        );
+        for (code, count) in [("200", series.ok), ("500", series.errors)] {
+            let _ = writeln!(out, "istio_requests_total{{{istio},response_code=\"{code}\"}} {count}");
+        }
+        for (le, count) in BUCKETS.iter().zip(series.buckets) {
+            let _ = writeln!(
+                out,
+                "istio_request_duration_milliseconds_bucket{{{istio},le=\"{}\"}} {count}",
+                le * 1000.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            "istio_request_duration_milliseconds_bucket{{{istio},le=\"+Inf\"}} {total}"
         );
     }
     out

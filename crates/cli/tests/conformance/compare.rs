@@ -184,14 +184,20 @@ pub fn report(flagger: &Trace, serin: &Trace) -> String {
     out
 }
 
-/// The weights of each rule's backends, e.g. `[0/100 50/50]`.
+/// The weights of each rule's backends (an HTTPRoute's `backendRefs`, a VirtualService route's
+/// `route`), e.g. `[0/100 50/50]`.
 fn weights(rules: &serde_json::Value) -> String {
     let rules: Vec<String> = rules
         .as_array()
         .into_iter()
         .flatten()
         .map(|rule| {
-            let weights: Vec<String> = rule["backendRefs"]
+            let backends = if rule.get("backendRefs").is_some() {
+                &rule["backendRefs"]
+            } else {
+                &rule["route"]
+            };
+            let weights: Vec<String> = backends
                 .as_array()
                 .into_iter()
                 .flatten()

@@ -151,14 +151,7 @@ pub fn all() -> Vec<Scenario> {
             "gatewayapi:v1",
             json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 40 }),
         ),
-        scenario(
-            "ab-testing",
-            "gatewayapi:v1",
-            json!({ "interval": "10s", "threshold": 2, "iterations": 2, "match": [
-                { "headers": { "x-canary": { "exact": "insider" } } },
-                { "headers": { "cookie": { "regex": "^(.*?;)?(canary=always)(;.*)?$" } } }
-            ] }),
-        ),
+        scenario("ab-testing", "gatewayapi:v1", ab_testing()),
         Scenario {
             differences: &["blue-green-switch-weight"],
             ..scenario(
@@ -254,7 +247,49 @@ pub fn all() -> Vec<Scenario> {
             end: End::After(Duration::from_secs(25)),
             ..scenario("missing-target", "kubernetes", blue_green())
         },
+        // Istio: the VirtualService and DestinationRules of Flagger's istio.go, with the
+        // service fields its tutorial sets (the API server checks them against Istio's CRDs).
+        Scenario {
+            spec: istio_service(),
+            ..scenario(
+                "istio-progressive",
+                "istio",
+                json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 40 }),
+            )
+        },
+        Scenario {
+            spec: istio_service(),
+            ..scenario("istio-ab-testing", "istio", ab_testing())
+        },
+        Scenario {
+            differences: &["blue-green-switch-weight"],
+            ..scenario(
+                "istio-mirroring",
+                "istio",
+                json!({ "interval": "10s", "threshold": 2, "iterations": 2, "mirror": true, "mirrorWeight": 50 }),
+            )
+        },
     ]
+}
+
+/// A/B testing by header and by cookie.
+fn ab_testing() -> Value {
+    json!({ "interval": "10s", "threshold": 2, "iterations": 2, "match": [
+        { "headers": { "x-canary": { "exact": "insider" } } },
+        { "headers": { "cookie": { "regex": "^(.*?;)?(canary=always)(;.*)?$" } } }
+    ] })
+}
+
+fn istio_service() -> Value {
+    json!({ "service": {
+        "gateways": ["public-gateway.istio-system.svc.cluster.local"],
+        "hosts": ["app.example.com"],
+        "trafficPolicy": { "tls": { "mode": "DISABLE" } },
+        "retries": { "attempts": 3, "perTryTimeout": "1s", "retryOn": "gateway-error,connect-failure,refused-stream" },
+        "match": [{ "uri": { "prefix": "/" } }],
+        "rewrite": { "uri": "/" },
+        "timeout": "30s"
+    } })
 }
 
 /// Merges `patch` into `value`, objects key by key.

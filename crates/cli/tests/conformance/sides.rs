@@ -35,7 +35,7 @@ pub struct Side {
 }
 
 impl Side {
-    /// A control plane with Flagger's and the Gateway API's CRDs, and `operator` running on it
+    /// A control plane with Flagger's, the Gateway API's and Istio's CRDs, and `operator` running on it
     /// with `metrics_server` as its Prometheus.
     pub async fn start(operator: Operator, metrics_server: &str) -> Result<Side, String> {
         let env = TestEnv::start(Options { nodes: 2 })
@@ -47,6 +47,9 @@ impl Side {
         env.install_upstream_crds("gateway-api")
             .await
             .map_err(|e| format!("Gateway API CRDs: {e}"))?;
+        env.install_upstream_crds("istio")
+            .await
+            .map_err(|e| format!("Istio CRDs: {e}"))?;
         let hooks = WebhookReceiver::start()
             .await
             .map_err(|e| format!("webhook receiver: {e}"))?;

@@ -46,7 +46,7 @@ pub struct Trace {
     /// Each webhook type with the fields of its payloads and the Canary they name
     /// (`type: name.namespace checksum {fields}`).
     pub payloads: std::collections::BTreeSet<String>,
-    /// The HTTPRoute's rules, each change once.
+    /// The HTTPRoute's rules or the VirtualService's HTTP routes, each change once.
     pub routes: Vec<Value>,
     /// `lastAppliedSpec lastPromotedSpec trackedConfigs` of the status, each change once: the
     /// hashes are the same on both sides, so that each operator can take over the other's.
@@ -63,6 +63,15 @@ pub struct Trace {
     pub autoscalers: BTreeMap<String, String>,
     /// `reason: message` of the Events about the Canary (reported, not compared).
     pub events: Vec<String>,
+}
+
+pub fn virtual_services(side: &Side, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1beta1", "VirtualService");
+    Api::namespaced_with(
+        side.env.client(),
+        namespace,
+        &ApiResource::from_gvk_with_plural(&gvk, "virtualservices"),
+    )
 }
 
 pub fn http_routes(side: &Side, namespace: &str) -> Api<DynamicObject> {
@@ -127,18 +136,33 @@ impl Recorder {
         ));
         let route_task = tokio::spawn(record(
             http_routes(side, namespace),
-            config,
+            config.clone(),
             route_ready,
             routes.clone(),
             |route: &DynamicObject| Some(route.data["spec"]["rules"].clone()),
+        ));
+        // A scenario has one kind of routing object: both watches write into `routes`.
+        let (service_ready, service_listed) = oneshot::channel();
+        let virtual_service_task = tokio::spawn(record(
+            virtual_services(side, namespace),
+            config,
+            service_ready,
+            routes.clone(),
+            |service: &DynamicObject| Some(service.data["spec"]["http"].clone()),
         ));
         let recorder = Recorder {
             steps,
             routes,
             revisions,
-            tasks: vec![canary_task, route_task, revision_task],
+            tasks: vec![canary_task, route_task, revision_task, virtual_service_task],
         };
-        let listed = async { canary_listed.await.and(route_listed.await).and(revisions_listed.await) };
+        let listed = async {
+            canary_listed
+                .await
+                .and(route_listed.await)
+                .and(revisions_listed.await)
+                .and(service_listed.await)
+        };
         match tokio::time::timeout(std::time::Duration::from_secs(30), listed).await {
             Ok(Ok(())) => Ok(recorder),
             _ => Err(format!(

@@ -6,6 +6,7 @@ mod analysis;
 mod configs;
 mod gates;
 mod initialization;
+mod istio;
 mod lifecycle;
 mod robustness;
 mod support;
@@ -59,6 +60,9 @@ fn main() -> ExitCode {
         robustness::spec_warnings_are_published_once,
         analysis::http_route_fields_are_applied_and_drifted_weights_set_back,
         analysis::session_affinity_keeps_users_on_their_side,
+        istio::istio_canary_steps_through_weights,
+        istio::istio_rollback_returns_traffic_to_the_primary,
+        istio::an_existing_virtual_service_is_adopted_and_given_back,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -1,0 +1,236 @@
+//! The Istio provider against Istio's published CRDs (istio.io/api): the API server validates
+//! every VirtualService and DestinationRule serin writes against Istio's own schema.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use libtest_mimic::Failed;
+use serde_json::{Value, json};
+use serin_api::{Canary, Phase};
+use serin_testenv::fixtures::deployment;
+use serin_testenv::traffic::Behaviour;
+
+use crate::analysis::builtin_metrics;
+use crate::support::{Cluster, create_canary, create_deployment, ensure, events_for, set_image, wait_for_phase};
+
+fn istio(cluster: &Cluster, namespace: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1beta1", kind);
+    Api::namespaced_with(
+        cluster.client(),
+        namespace,
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+}
+
+/// (primary, canary) weights of the VirtualService's last HTTP route.
+async fn weights(cluster: &Cluster, namespace: &str, name: &str) -> Option<(i64, i64)> {
+    let service = istio(cluster, namespace, "VirtualService", "virtualservices")
+        .get(name)
+        .await
+        .ok()?;
+    let route = service.data["spec"]["http"].as_array()?.last()?.clone();
+    let weight = |host: String| {
+        route["route"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["destination"]["host"] == json!(host))
+            .and_then(|d| d["weight"].as_i64())
+            .unwrap_or(0)
+    };
+    Some((weight(format!("{name}-primary")), weight(format!("{name}-canary"))))
+}
+
+async fn canary_with(cluster: &Cluster, namespace: &str, name: &str, spec: Value) -> Result<(), Failed> {
+    cluster.traffic.set(namespace, name, Behaviour::healthy());
+    create_deployment(cluster, namespace, &deployment(name, &[("app", name)], 1)).await?;
+    let mut canary = json!({
+        "metadata": { "name": name },
+        "spec": {
+            "provider": "istio",
+            "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+            "service": { "port": 9898 },
+            "analysis": {
+                "interval": "2s", "threshold": 2, "stepWeight": 30, "maxWeight": 60,
+                "metrics": builtin_metrics(),
+            },
+        }
+    });
+    if let (Some(target), Some(extra)) = (canary["spec"].as_object_mut(), spec.as_object()) {
+        for (key, value) in extra {
+            target.insert(key.clone(), value.clone());
+        }
+    }
+    create_canary(cluster, namespace, canary).await
+}
+
+/// Istio's tutorial fields on the service, DestinationRules with the traffic policy, and the
+/// VirtualService's weights at every step of a progressive canary.
+pub async fn istio_canary_steps_through_weights(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("istio").await?;
+    let name = "podinfo";
+    let service = json!({
+        "port": 9898,
+        "gateways": ["public-gateway.istio-system.svc.cluster.local"],
+        "hosts": ["app.example.com"],
+        "trafficPolicy": { "tls": { "mode": "DISABLE" } },
+        "retries": { "attempts": 3, "perTryTimeout": "1s", "retryOn": "gateway-error,connect-failure,refused-stream" },
+        "match": [{ "uri": { "prefix": "/" } }],
+        "rewrite": { "uri": "/" },
+        "timeout": "30s",
+        "headers": { "request": { "add": { "x-envoy-upstream-rq-timeout-ms": "15000" } } },
+    });
+    canary_with(&cluster, &namespace, name, json!({ "service": service })).await?;
+    wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
+    ensure(
+        weights(&cluster, &namespace, name).await == Some((100, 0)),
+        "all traffic to the primary after initialization",
+    )?;
+    let rules = istio(&cluster, &namespace, "DestinationRule", "destinationrules");
+    for host in [format!("{name}-primary"), format!("{name}-canary")] {
+        let rule = rules
+            .get(&host)
+            .await
+            .map_err(|e| format!("DestinationRule {host}: {e}"))?;
+        ensure(
+            rule.data["spec"]["host"] == json!(host)
+                && rule.data["spec"]["trafficPolicy"]["tls"]["mode"] == json!("DISABLE"),
+            format!("DestinationRule {host}: {}", rule.data["spec"]),
+        )?;
+    }
+    let virtual_service = istio(&cluster, &namespace, "VirtualService", "virtualservices")
+        .get(name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let spec = &virtual_service.data["spec"];
+    ensure(
+        spec["hosts"] == json!(["app.example.com", name])
+            && spec["gateways"] == json!(["public-gateway.istio-system.svc.cluster.local"])
+            && spec["http"][0]["retries"]["attempts"] == json!(3)
+            && spec["http"][0]["timeout"] == json!("30s"),
+        format!("VirtualService {spec}"),
+    )?;
+
+    set_image(&cluster, &namespace, name, "podinfo:2").await?;
+    let seen = weights_until(&cluster, &namespace, name, Phase::Succeeded).await?;
+    ensure(
+        seen == vec![(100, 0), (70, 30), (40, 60), (100, 0)],
+        format!("VirtualService weights {seen:?}"),
+    )?;
+    // Istio's builtin queries ran against the sidecar metrics the traffic source exposes.
+    let events = events_for(&cluster, &namespace, name).await?;
+    ensure(
+        events.iter().any(|e| {
+            e.reason.as_deref() == Some("MetricPassed")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("request-success-rate"))
+        }),
+        "request-success-rate passed on istio_requests_total",
+    )
+}
+
+/// A canary whose sidecar reports errors is rolled back: all traffic to the primary again.
+pub async fn istio_rollback_returns_traffic_to_the_primary(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("istio-rollback").await?;
+    let name = "checkout";
+    canary_with(&cluster, &namespace, name, json!({})).await?;
+    wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
+    let failing = Behaviour {
+        requests_per_second: 20.0,
+        error_ratio: 0.5,
+        latency_seconds: 0.02,
+    };
+    cluster.traffic.set(&namespace, name, failing);
+    set_image(&cluster, &namespace, name, "checkout:2").await?;
+    let seen = weights_until(&cluster, &namespace, name, Phase::Failed).await?;
+    ensure(
+        seen.first() == Some(&(100, 0)) && seen.contains(&(70, 30)) && seen.last() == Some(&(100, 0)),
+        format!("VirtualService weights {seen:?}"),
+    )
+}
+
+/// Each distinct (primary, canary) weight of the VirtualService until the Canary is in `end`.
+async fn weights_until(cluster: &Cluster, namespace: &str, name: &str, end: Phase) -> Result<Vec<(i64, i64)>, Failed> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    let api = Api::<Canary>::namespaced(cluster.client(), namespace);
+    loop {
+        if let Some(route) = weights(cluster, namespace, name).await
+            && seen.last() != Some(&route)
+        {
+            seen.push(route);
+        }
+        let phase = api.get(name).await.ok().and_then(|c| c.status).and_then(|s| s.phase);
+        if phase == Some(end) && seen.len() > 1 {
+            // The routes are set before the status is written.
+            return Ok(seen);
+        }
+        ensure(
+            tokio::time::Instant::now() < deadline,
+            format!("not {end:?} within 90 s; weights seen {seen:?}"),
+        )?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A VirtualService the user had is taken over without an owner and its spec kept; deleting
+/// the Canary with `revertOnDeletion` puts that spec back.
+pub async fn an_existing_virtual_service_is_adopted_and_given_back(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("istio-adopt").await?;
+    let name = "frontend";
+    let services = istio(&cluster, &namespace, "VirtualService", "virtualservices");
+    let original = json!({
+        "hosts": [name],
+        "http": [{ "route": [{ "destination": { "host": name }, "weight": 100 }] }],
+    });
+    let existing: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "VirtualService",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": original,
+    }))
+    .map_err(|e| e.to_string())?;
+    services
+        .create(&PostParams::default(), &existing)
+        .await
+        .map_err(|e| e.to_string())?;
+    canary_with(&cluster, &namespace, name, json!({ "revertOnDeletion": true })).await?;
+    wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
+    let adopted = services.get(name).await.map_err(|e| e.to_string())?;
+    let kept = adopted
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("flagger.kubernetes.app/original-configuration"))
+        .and_then(|a| serde_json::from_str::<Value>(a).ok());
+    ensure(
+        adopted.metadata.owner_references.as_ref().is_none_or(Vec::is_empty) && kept == Some(original.clone()),
+        format!(
+            "adopted without an owner, the original spec kept: {:?} {kept:?}",
+            adopted.metadata.owner_references
+        ),
+    )?;
+    ensure(
+        weights(&cluster, &namespace, name).await == Some((100, 0)),
+        "routes to the primary once adopted",
+    )?;
+
+    Api::<Canary>::namespaced(cluster.client(), &namespace)
+        .delete(name, &DeleteParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let restored = serin_testenv::wait_for(Duration::from_secs(30), "the original VirtualService back", || {
+        let services = services.clone();
+        let original = original.clone();
+        async move {
+            let service = services.get(name).await.ok()?;
+            let spec = &service.data["spec"];
+            (spec["http"] == original["http"] && spec["hosts"] == original["hosts"]).then_some(())
+        }
+    })
+    .await;
+    ensure(restored.is_ok(), "the VirtualService has its original spec again")
+}
