@@ -1,0 +1,59 @@
+//! A router whose provider's CRDs are not installed says which CRD is missing, against a real
+//! API server that lacks them.
+
+use serde_json::json;
+use serin_api::Canary;
+use serin_api::canary::Provider;
+use serin_core::plan::Routes;
+use serin_router::{Error, for_provider};
+use serin_testenv::{Options, TestEnv};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn istio_without_its_crds_names_the_crd_to_install() {
+    let env = TestEnv::start(Options { nodes: 1 }).await.expect("control plane");
+    let namespace = env.namespace("istio-missing").await.expect("namespace");
+    let canary: Canary = serde_json::from_value(json!({
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": { "name": "podinfo", "namespace": namespace, "uid": "3b1f6c1e-0000-4000-8000-000000000001" },
+        "spec": {
+            "provider": "istio",
+            "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo" },
+            "service": { "port": 9898 }
+        }
+    }))
+    .expect("a Canary");
+    let router = for_provider(Provider::Istio, &env.client()).expect("the istio router");
+
+    let error = router
+        .set_routes(&canary, &Routes::all_to_primary())
+        .await
+        .expect_err("no Istio CRDs");
+    assert!(
+        matches!(
+            error,
+            Error::MissingCrd {
+                crd: "destinationrules.networking.istio.io",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.reason(), "MissingCrd");
+    assert_eq!(
+        error.to_string(),
+        "the DestinationRule CRD (destinationrules.networking.istio.io) is not installed in the cluster: install Istio's CRDs or choose another provider"
+    );
+    let error = router.get_routes(&canary).await.expect_err("no Istio CRDs");
+    assert!(
+        matches!(
+            error,
+            Error::MissingCrd {
+                crd: "virtualservices.networking.istio.io",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    env.teardown().await;
+}
