@@ -74,7 +74,7 @@ prepare() {
   check_toolchains
   install_debian_packages ca-certificates prometheus curl hey bats
 
-  stage "building upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok (cached)"
+  stage "building upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok (cached for later runs)"
   SERIN_UPSTREAM_BIN_DIR="$(hack/upstream/build.sh)"
   export SERIN_UPSTREAM_BIN_DIR
   echo "$SERIN_UPSTREAM_BIN_DIR"
@@ -82,7 +82,7 @@ prepare() {
 
 # Flagger, the conformance suite's oracle, built from its Go module (exported as SERIN_FLAGGER_DIR).
 prepare_flagger() {
-  stage "building Flagger $(awk '$1 == "github.com/fluxcd/flagger" { print $2 }' hack/upstream/flagger/go.mod) (cached)"
+  stage "building Flagger $(awk '$1 == "github.com/fluxcd/flagger" { print $2 }' hack/upstream/flagger/go.mod) (cached for later runs)"
   SERIN_FLAGGER_DIR="$(hack/upstream/flagger.sh)"
   export SERIN_FLAGGER_DIR
   echo "$SERIN_FLAGGER_DIR"
