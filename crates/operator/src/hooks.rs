@@ -41,10 +41,9 @@ pub enum HookError {
 /// `lastAppliedSpec` as read before the decision (the revision last applied, not the one a gate
 /// is asked about), as Flagger's webhooks send it.
 pub fn checksum(status: Option<&CanaryStatus>) -> String {
-    let status = status.cloned().unwrap_or_default();
     serin_core::revision::webhook_checksum(
-        status.tracked_configs.as_ref(),
-        status.last_applied_spec.as_deref().unwrap_or_default(),
+        status.and_then(|s| s.tracked_configs.as_ref()),
+        status.and_then(|s| s.last_applied_spec.as_deref()).unwrap_or_default(),
     )
 }
 

@@ -190,18 +190,15 @@ impl Router for IstioRouter {
 
 /// A 404 on a whole kind means Istio's CRDs are not installed: said so, naming the CRD.
 fn missing_crd(error: kube::Error, resource: &ApiResource) -> Error {
+    let (kind, crd) = if resource.kind == "VirtualService" {
+        ("VirtualService", "virtualservices.networking.istio.io")
+    } else {
+        ("DestinationRule", "destinationrules.networking.istio.io")
+    };
     match &error {
         kube::Error::Api(response) if response.code == 404 => Error::MissingCrd {
-            kind: if resource.kind == "VirtualService" {
-                "VirtualService"
-            } else {
-                "DestinationRule"
-            },
-            crd: if resource.kind == "VirtualService" {
-                "virtualservices.networking.istio.io"
-            } else {
-                "destinationrules.networking.istio.io"
-            },
+            kind,
+            crd,
             provider: "Istio",
         },
         _ => Error::Kube(error),
