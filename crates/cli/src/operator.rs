@@ -44,6 +44,9 @@ pub struct OperatorArgs {
     /// Also send every Event serin publishes to this webhook (Flagger's event payload).
     #[arg(long, env = "EVENT_WEBHOOK_URL")]
     event_webhook: Option<String>,
+    /// Prefix of the ingress-nginx canary annotations on the canary Ingress (provider nginx).
+    #[arg(long, default_value = "nginx.ingress.kubernetes.io")]
+    ingress_annotations_prefix: String,
     #[command(flatten)]
     not_yet: NotYetActedOn,
 }
@@ -82,8 +85,6 @@ struct NotYetActedOn {
     #[arg(long)]
     threadiness: Option<String>,
     #[arg(long)]
-    ingress_annotations_prefix: Option<String>,
-    #[arg(long)]
     ingress_class: Option<String>,
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     enable_leader_election: Option<String>,
@@ -112,7 +113,6 @@ impl NotYetActedOn {
             ("msteams-url", &self.msteams_url),
             ("msteams-proxy-url", &self.msteams_proxy_url),
             ("threadiness", &self.threadiness),
-            ("ingress-annotations-prefix", &self.ingress_annotations_prefix),
             ("ingress-class", &self.ingress_class),
             ("enable-leader-election", &self.enable_leader_election),
             ("leader-election-namespace", &self.leader_election_namespace),
@@ -173,6 +173,9 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
         metrics_server: args.metrics_server.clone(),
         config_tracking: args.enable_config_tracking,
         event_webhook: args.event_webhook.clone(),
+        routers: serin_operator::RouterSettings {
+            ingress_annotations_prefix: args.ingress_annotations_prefix.clone(),
+        },
         ..Default::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -30,27 +30,39 @@ sum(rate(istio_requests_total{reporter="destination",destination_workload_namesp
 const ISTIO_DURATION: &str = r#"
 histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="{{ namespace }}",destination_workload=~"{{ target }}"}[{{ interval }}])) by (le))"#;
 
+/// ingress-nginx's controller metrics for the requests its canary routing saw (`canary!=""`),
+/// by the user's Ingress (Flagger's pkg/metrics/observers/nginx.go); the duration is the mean
+/// response time, already in milliseconds.
+const NGINX_SUCCESS_RATE: &str = r#"
+sum(rate(nginx_ingress_controller_requests{namespace="{{ namespace }}",ingress="{{ ingress }}",canary!="",status!~"5.*"}[{{ interval }}]))
+/
+sum(rate(nginx_ingress_controller_requests{namespace="{{ namespace }}",ingress="{{ ingress }}",canary!=""}[{{ interval }}]))
+* 100"#;
+
+const NGINX_DURATION: &str = r#"
+sum(rate(nginx_ingress_controller_response_duration_seconds_sum{namespace="{{ namespace }}",ingress="{{ ingress }}",canary!=""}[{{ interval }}]))
+/
+sum(rate(nginx_ingress_controller_response_duration_seconds_count{namespace="{{ namespace }}",ingress="{{ ingress }}",canary!=""}[{{ interval }}]))
+* 1000"#;
+
 pub fn query(provider: Provider, metric: &str) -> Option<Builtin> {
-    match (provider, metric) {
-        (Provider::Kubernetes | Provider::GatewayApiV1 | Provider::GatewayApiV1beta1, "request-success-rate") => {
-            Some(Builtin {
-                query: HTTP_SUCCESS_RATE,
-                scale: 1.0,
-            })
+    // (success-rate query, duration query, factor from the duration query's unit to milliseconds)
+    let (success_rate, duration, duration_scale) = match provider {
+        Provider::Kubernetes | Provider::GatewayApiV1 | Provider::GatewayApiV1beta1 => {
+            (HTTP_SUCCESS_RATE, HTTP_DURATION, 1000.0)
         }
-        (Provider::Kubernetes | Provider::GatewayApiV1 | Provider::GatewayApiV1beta1, "request-duration") => {
-            Some(Builtin {
-                query: HTTP_DURATION,
-                scale: 1000.0,
-            })
-        }
-        (Provider::Istio, "request-success-rate") => Some(Builtin {
-            query: ISTIO_SUCCESS_RATE,
+        Provider::Istio => (ISTIO_SUCCESS_RATE, ISTIO_DURATION, 1.0),
+        Provider::Nginx => (NGINX_SUCCESS_RATE, NGINX_DURATION, 1.0),
+        _ => return None,
+    };
+    match metric {
+        "request-success-rate" => Some(Builtin {
+            query: success_rate,
             scale: 1.0,
         }),
-        (Provider::Istio, "request-duration") => Some(Builtin {
-            query: ISTIO_DURATION,
-            scale: 1.0,
+        "request-duration" => Some(Builtin {
+            query: duration,
+            scale: duration_scale,
         }),
         _ => None,
     }

@@ -19,7 +19,6 @@ use crate::interpret::{self, Subject};
 use crate::observe::{Observed, observe_then_reread};
 use crate::report::{Note, publish};
 use serin_metrics::{self as metrics, MetricContext};
-use serin_router as router;
 
 pub async fn run(cached: &Canary, context: &Context) -> Result<Requeue, Error> {
     let (observed, canary) = match observe_then_reread(context, cached).await? {
@@ -47,7 +46,7 @@ pub async fn run(cached: &Canary, context: &Context) -> Result<Requeue, Error> {
     }
     let provider = context.config.provider_of(&canary.spec);
     // An unsupported provider is a user error: the controller reports it in the status.
-    let router = router::for_provider(provider, &context.client)?;
+    let router = context.router_of(provider)?;
     // Only an analysis in progress compares the routes in the cluster with its status.
     let routes = match serin_core::analysis::compares_routes(&status) {
         true => router.get_routes(canary).await?,

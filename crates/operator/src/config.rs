@@ -19,6 +19,8 @@ pub struct Config {
     pub config_tracking: bool,
     /// `-event-webhook`: also sent every Event serin publishes.
     pub event_webhook: Option<String>,
+    /// `-ingress-annotations-prefix` and the other routing flags.
+    pub routers: serin_router::Settings,
     /// Name this operator gives itself in Events and field managers.
     pub controller_name: String,
 }
@@ -38,6 +40,7 @@ impl Default for Config {
             include_label_prefixes: Vec::new(),
             mesh_provider: Provider::Kubernetes,
             metrics_server: "http://prometheus:9090".to_string(),
+            routers: serin_router::Settings::default(),
             config_tracking: true,
             event_webhook: None,
             controller_name: "serin".to_string(),

@@ -4,7 +4,8 @@ use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::Store;
-use serin_api::MetricTemplate;
+use serin_api::canary::Provider;
+use serin_api::{CanarySpec, MetricTemplate};
 
 use crate::Config;
 use serin_metrics::HttpClients;
@@ -18,4 +19,15 @@ pub struct Context {
     /// The MetricTemplates that exist (names only), to warn about a templateRef naming none.
     /// `None` when they could not be listed at startup.
     pub templates: Option<Store<PartialObjectMeta<MetricTemplate>>>,
+}
+
+impl Context {
+    /// The router of the Canary's provider (its own, or `-mesh-provider`).
+    pub fn router_for(&self, spec: &CanarySpec) -> Result<Box<dyn serin_router::Router>, serin_router::Error> {
+        self.router_of(self.config.provider_of(spec))
+    }
+
+    pub fn router_of(&self, provider: Provider) -> Result<Box<dyn serin_router::Router>, serin_router::Error> {
+        serin_router::for_provider(provider, &self.client, &self.config.routers)
+    }
 }

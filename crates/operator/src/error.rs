@@ -46,11 +46,10 @@ impl Error {
 
     /// Errors the user must fix in their manifests: reported in the status and an Event.
     pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
-            Error::Router(serin_router::Error::UnsupportedProvider(_) | serin_router::Error::MissingCrd { .. })
-                | Error::AutoscalerNotFound { .. }
-                | Error::TargetTaken(_)
-        )
+        match self {
+            Error::Router(error) => error.is_user_error(),
+            Error::AutoscalerNotFound { .. } | Error::TargetTaken(_) => true,
+            _ => false,
+        }
     }
 }

@@ -15,7 +15,6 @@ use crate::Error;
 use crate::context::Context;
 use crate::interpret::{self, Subject};
 use crate::observe::observe_then_reread;
-use serin_router as router;
 
 pub const FINALIZER: &str = "finalizer.flagger.app";
 
@@ -94,7 +93,7 @@ pub async fn revert(cached: &Canary, context: &Context) -> Result<Requeue, Error
             taken_by_other: observed.primary_taken_by(canary).is_some(),
         },
     );
-    let router = router::for_provider(context.config.provider_of(&canary.spec), &context.client).ok();
+    let router = context.router_for(&canary.spec).ok();
     let subject = Subject {
         context,
         canary,

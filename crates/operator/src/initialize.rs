@@ -16,7 +16,6 @@ use crate::Error;
 use crate::context::Context;
 use crate::interpret::{self, Subject};
 use crate::observe::observe_then_reread;
-use serin_router as router;
 
 pub async fn run(cached: &Canary, context: &Context) -> Result<Requeue, Error> {
     let (observed, canary) = match observe_then_reread(context, cached).await? {
@@ -30,10 +29,7 @@ pub async fn run(cached: &Canary, context: &Context) -> Result<Requeue, Error> {
     let kind_supported = target_ref.kind != TargetKind::Service;
     // An unsupported provider is a user error: the controller reports it.
     let router = match kind_supported {
-        true => Some(router::for_provider(
-            context.config.provider_of(&canary.spec),
-            &context.client,
-        )?),
+        true => Some(context.router_for(&canary.spec)?),
         false => None,
     };
     let threshold = canary

@@ -18,3 +18,4 @@ mod workload;
 pub use config::Config;
 pub use controller::run;
 pub use error::Error;
+pub use serin_router::Settings as RouterSettings;

@@ -14,7 +14,6 @@ use crate::Error;
 use crate::apply::FIELD_MANAGER;
 use crate::context::Context;
 use crate::hooks::{self, Payload};
-use serin_router as router;
 
 pub struct Note<'a> {
     pub type_: EventType,
@@ -45,7 +44,8 @@ pub async fn write_status(context: &Context, canary: &Canary, status: &CanarySta
 pub async fn spec_warnings(context: &Context, canary: &Canary) -> Result<bool, Error> {
     let provider = context.config.provider_of(&canary.spec);
     // A provider without a router is reported by the stage itself (UnsupportedProvider).
-    let (shifts_weights, ignored) = router::for_provider(provider, &context.client)
+    let (shifts_weights, ignored) = context
+        .router_of(provider)
         .map(|router| (router.shifts_weights(), router.ignored_fields(&canary.spec)))
         .unwrap_or((true, Vec::new()));
     let missing = missing_templates(context, canary);

@@ -3,6 +3,8 @@
 //! primary and canary Services and, for A/B testing, a first rule sending `analysis.match`
 //! requests to the canary.
 
+use std::collections::BTreeMap;
+
 use futures::future::BoxFuture;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -12,6 +14,7 @@ use serin_api::{Canary, CanarySpec};
 use serin_core::naming::FIELD_MANAGER;
 use serin_core::naming::{canary_service_name, primary_name};
 use serin_core::plan::{ObservedRoutes, Routes};
+use serin_core::services::FLUX_ANNOTATIONS;
 use serin_core::session_affinity::{SessionCookies, canary_max_age, set_cookie};
 
 use super::{Error, Router, merge_matches_on, mesh_routing_fields, set_fields};
@@ -47,10 +50,7 @@ impl GatewayApiRouter {
                 "name": name,
                 "namespace": namespace,
                 "ownerReferences": owners,
-                "annotations": {
-                    "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
-                    "helm.toolkit.fluxcd.io/driftDetection": "disabled",
-                },
+                "annotations": BTreeMap::from(FLUX_ANNOTATIONS),
             },
             "spec": spec,
         });

@@ -22,6 +22,7 @@ use serin_api::{Canary, CanarySpec};
 use serin_core::naming::FIELD_MANAGER;
 use serin_core::naming::{canary_service_name, primary_name};
 use serin_core::plan::{ObservedRoutes, Routes};
+use serin_core::services::FLUX_ANNOTATIONS;
 use serin_core::session_affinity::{SessionCookies, canary_max_age, set_cookie};
 
 use super::{Error, Router, merge_matches_on, mesh_routing_fields, set_fields};
@@ -100,6 +101,7 @@ impl IstioRouter {
             .await
             .map_err(|e| missing_crd(e, &self.virtual_services))?;
         let mut annotations = apex_metadata(canary, |m| m.annotations.as_ref());
+        annotations.extend(FLUX_ANNOTATIONS.map(|(key, value)| (key.to_string(), value.to_string())));
         let mut owners = owner.into_iter().collect::<Vec<_>>();
         if let Some(existing) = &existing {
             let uid = canary.metadata.uid.as_deref();

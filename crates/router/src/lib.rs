@@ -4,6 +4,7 @@
 mod gatewayapi;
 mod istio;
 mod kubernetes;
+mod nginx;
 
 use futures::future::BoxFuture;
 use kube::Client;
@@ -31,7 +32,15 @@ pub enum Error {
         provider: &'static str,
     },
     #[error(
-        "provider {0} is not supported by this serin version; use kubernetes, istio, gatewayapi:v1 or gatewayapi:v1beta1"
+        "provider nginx routes through an Ingress: set spec.ingressRef to the Ingress whose backend is the apex Service"
+    )]
+    MissingIngressRef,
+    #[error("spec.ingressRef names Ingress {name}, which does not exist: create it or fix spec.ingressRef")]
+    IngressNotFound { name: String },
+    #[error("Ingress {ingress} has no backend for the apex Service {service}: point one of its paths at {service}")]
+    IngressBackendNotFound { ingress: String, service: String },
+    #[error(
+        "provider {0} is not supported by this serin version; use kubernetes, istio, nginx, gatewayapi:v1 or gatewayapi:v1beta1"
     )]
     UnsupportedProvider(String),
 }
@@ -45,6 +54,37 @@ impl Error {
             Error::Serialize(_) => "InvalidObject",
             Error::UnsupportedProvider(_) => "UnsupportedProvider",
             Error::MissingCrd { .. } => "MissingCrd",
+            Error::MissingIngressRef => "MissingIngressRef",
+            Error::IngressNotFound { .. } => "IngressNotFound",
+            Error::IngressBackendNotFound { .. } => "IngressBackendNotFound",
+        }
+    }
+
+    /// Whether the user must fix their manifests (reported in the status and an Event) rather
+    /// than the cluster failing to answer.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Error::UnsupportedProvider(_)
+                | Error::MissingCrd { .. }
+                | Error::MissingIngressRef
+                | Error::IngressNotFound { .. }
+                | Error::IngressBackendNotFound { .. }
+        )
+    }
+}
+
+/// What the operator's flags say about routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `-ingress-annotations-prefix`: the NGINX canary annotations' prefix.
+    pub ingress_annotations_prefix: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ingress_annotations_prefix: "nginx.ingress.kubernetes.io".into(),
         }
     }
 }
@@ -122,12 +162,16 @@ fn mesh_routing_fields(spec: &CanarySpec) -> Vec<(&'static str, bool)> {
 }
 
 /// The router of `provider`; an error names a provider this version has no router for.
-pub fn for_provider(provider: Provider, client: &Client) -> Result<Box<dyn Router>, Error> {
+pub fn for_provider(provider: Provider, client: &Client, settings: &Settings) -> Result<Box<dyn Router>, Error> {
     match provider {
         Provider::Kubernetes => Ok(Box::new(kubernetes::KubernetesRouter)),
         Provider::GatewayApiV1 => Ok(Box::new(gatewayapi::GatewayApiRouter::new(client.clone(), "v1"))),
         Provider::GatewayApiV1beta1 => Ok(Box::new(gatewayapi::GatewayApiRouter::new(client.clone(), "v1beta1"))),
         Provider::Istio => Ok(Box::new(istio::IstioRouter::new(client.clone()))),
+        Provider::Nginx => Ok(Box::new(nginx::NginxRouter::new(
+            client.clone(),
+            settings.ingress_annotations_prefix.clone(),
+        ))),
         other => Err(Error::UnsupportedProvider(serin_api::wire_name(&other))),
     }
 }

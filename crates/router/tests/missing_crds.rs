@@ -5,7 +5,7 @@ use serde_json::json;
 use serin_api::Canary;
 use serin_api::canary::Provider;
 use serin_core::plan::Routes;
-use serin_router::{Error, for_provider};
+use serin_router::{Error, Settings, for_provider};
 use serin_testenv::{Options, TestEnv};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -23,7 +23,7 @@ async fn istio_without_its_crds_names_the_crd_to_install() {
         }
     }))
     .expect("a Canary");
-    let router = for_provider(Provider::Istio, &env.client()).expect("the istio router");
+    let router = for_provider(Provider::Istio, &env.client(), &Settings::default()).expect("the istio router");
 
     let error = router
         .set_routes(&canary, &Routes::all_to_primary())

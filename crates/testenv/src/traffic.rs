@@ -2,8 +2,11 @@
 //! and buckets) for the pods of the workloads a test names, with the labels serin's builtin
 //! queries select on (`kubernetes_namespace`, `kubernetes_pod_name`, `status`), and the same
 //! requests as an Istio sidecar reports them (`istio_requests_total`,
-//! `istio_request_duration_milliseconds_bucket`, `reporter="destination"`). Counters grow at the
-//! request rate, error ratio and latency the test sets, as a real app's would.
+//! `istio_request_duration_milliseconds_bucket`, `reporter="destination"`) and, for a workload
+//! that is not a primary, as ingress-nginx reports the requests its canary routing sent there
+//! (`nginx_ingress_controller_requests` and `..._response_duration_seconds_{sum,count}`, with
+//! `ingress` the workload's name, so tests name the Ingress after the target). Counters grow at
+//! the request rate, error ratio and latency the test sets, as a real app's would.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -37,6 +40,14 @@ impl Behaviour {
             latency_seconds: 0.02,
         }
     }
+
+    /// Half of the requests answered 500.
+    pub fn failing() -> Behaviour {
+        Behaviour {
+            error_ratio: 0.5,
+            ..Behaviour::healthy()
+        }
+    }
 }
 
 /// Accumulated counters of one workload's pod.
@@ -47,6 +58,8 @@ struct Series {
     ok: f64,
     errors: f64,
     buckets: [f64; BUCKETS.len()],
+    /// Total seconds spent answering.
+    latency_sum: f64,
 }
 
 impl Series {
@@ -57,6 +70,7 @@ impl Series {
         self.since = now;
         self.errors += requests * self.behaviour.error_ratio;
         self.ok += requests * (1.0 - self.behaviour.error_ratio);
+        self.latency_sum += requests * self.behaviour.latency_seconds;
         for (count, le) in self.buckets.iter_mut().zip(BUCKETS) {
             if self.behaviour.latency_seconds <= le {
                 *count += requests;
@@ -117,6 +131,7 @@ impl TrafficSource {
                 ok: 0.0,
                 errors: 0.0,
                 buckets: [0.0; BUCKETS.len()],
+                latency_sum: 0.0,
             });
         series.advance();
         series.behaviour = behaviour;
@@ -177,6 +192,25 @@ async fn exposition(State(workloads): State<Workloads>) -> String {
             out,
             "istio_request_duration_milliseconds_bucket{{{istio},le=\"+Inf\"}} {total}"
         );
+        if !workload.ends_with("-primary") {
+            let nginx =
+                format!("namespace=\"{namespace}\",ingress=\"{workload}\",canary=\"{namespace}-{workload}-canary-80\"");
+            for (status, count) in [("200", series.ok), ("500", series.errors)] {
+                let _ = writeln!(
+                    out,
+                    "nginx_ingress_controller_requests{{{nginx},status=\"{status}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "nginx_ingress_controller_response_duration_seconds_sum{{{nginx}}} {}",
+                series.latency_sum
+            );
+            let _ = writeln!(
+                out,
+                "nginx_ingress_controller_response_duration_seconds_count{{{nginx}}} {total}"
+            );
+        }
     }
     out
 }

@@ -139,13 +139,16 @@ pub fn mismatches(expected: &Trace, serin: &Trace) -> Vec<String> {
         }),
         ("webhook calls", |t| t.hooks.join(" ")),
         ("webhook payloads", |t| format!("{:?}", t.payloads)),
-        ("HTTPRoute rules, each change", |t| {
-            t.routes
-                .iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join("\n      then ")
-        }),
+        (
+            "routing object (HTTPRoute, VirtualService, canary Ingress), each change",
+            |t| {
+                t.routes
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n      then ")
+            },
+        ),
         (
             "revisions (lastAppliedSpec lastPromotedSpec trackedConfigs), each change",
             |t| t.revisions.join(" → "),
@@ -185,8 +188,21 @@ pub fn report(flagger: &Trace, serin: &Trace) -> String {
 }
 
 /// The weights of each rule's backends (an HTTPRoute's `backendRefs`, a VirtualService route's
-/// `route`), e.g. `[0/100 50/50]`.
+/// `route`), e.g. `[0/100 50/50]`, or a canary Ingress's `canary-weight` (`w30`, `w0+match` in
+/// A/B testing).
 fn weights(rules: &serde_json::Value) -> String {
+    if let Some(annotations) = rules.get("annotations") {
+        let weight = annotations["nginx.ingress.kubernetes.io/canary-weight"]
+            .as_str()
+            .unwrap_or("-");
+        let matched = annotations
+            .get("nginx.ingress.kubernetes.io/canary-by-header")
+            .is_some()
+            || annotations
+                .get("nginx.ingress.kubernetes.io/canary-by-cookie")
+                .is_some();
+        return format!("w{weight}{}", if matched { "+match" } else { "" });
+    }
     let rules: Vec<String> = rules
         .as_array()
         .into_iter()

@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -85,12 +86,6 @@ const EVERY_HOOK: &[&str] = &[
     "post-rollout",
 ];
 
-pub const FAILING: Behaviour = Behaviour {
-    requests_per_second: 20.0,
-    error_ratio: 0.5,
-    latency_seconds: 0.02,
-};
-
 /// A gate held (403) until the Canary waited in `phase` for two calls, then opened.
 pub fn held(hook: &'static str, phase: &'static str) -> Option<Answers> {
     Some(Answers {
@@ -161,7 +156,7 @@ pub fn all() -> Vec<Scenario> {
             )
         },
         Scenario {
-            canary_behaviour: FAILING,
+            canary_behaviour: Behaviour::failing(),
             end: End::Phase("Failed"),
             ..scenario("rollback", "kubernetes", blue_green())
         },
@@ -261,6 +256,13 @@ pub fn all() -> Vec<Scenario> {
             spec: istio_service(),
             ..scenario("istio-ab-testing", "istio", ab_testing())
         },
+        // NGINX: the canary Ingress beside the user's, with ingress-nginx's canary annotations.
+        scenario(
+            "nginx-progressive",
+            "nginx",
+            json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 40 }),
+        ),
+        scenario("nginx-ab-testing", "nginx", ab_testing()),
         Scenario {
             differences: &["blue-green-switch-weight"],
             ..scenario(
@@ -336,6 +338,9 @@ impl Scenario {
         if self.provider.starts_with("gatewayapi") {
             spec["service"]["gatewayRefs"] = json!([{ "name": "gateway", "namespace": "infra" }]);
         }
+        if self.provider == "nginx" {
+            spec["ingressRef"] = json!({ "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": NAME });
+        }
         if self.autoscaler {
             spec["autoscalerRef"] =
                 json!({ "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": NAME });
@@ -407,6 +412,19 @@ impl Scenario {
             .create(&params, &self.target()?)
             .await
             .map_err(fail("the Deployment"))?;
+        if self.provider == "nginx" {
+            let ingress: Ingress = parse(
+                "the Ingress",
+                json!({ "metadata": { "name": NAME, "annotations": { "kubernetes.io/ingress.class": "nginx" } },
+                        "spec": { "rules": [{ "host": "app.example.com", "http": { "paths": [{
+                            "pathType": "Prefix", "path": "/",
+                            "backend": { "service": { "name": NAME, "port": { "number": 9898 } } } }] } }] } }),
+            )?;
+            Api::namespaced(client.clone(), namespace)
+                .create(&params, &ingress)
+                .await
+                .map_err(fail("the Ingress"))?;
+        }
         if self.autoscaler {
             let autoscaler: HorizontalPodAutoscaler = parse(
                 "the HPA",

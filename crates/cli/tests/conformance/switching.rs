@@ -16,7 +16,7 @@ use serde_json::json;
 use serin_api::{Canary, CanaryStatus};
 use serin_testenv::traffic::{Behaviour, TrafficSource};
 
-use crate::scenarios::{FAILING, NAME, Scenario, held, scenario, weighted};
+use crate::scenarios::{NAME, Scenario, held, scenario, weighted};
 use crate::sides::{Operator, SCENARIO_TIMEOUT, Side};
 use crate::trace::{Recorder, http_routes};
 
@@ -50,7 +50,7 @@ fn cases() -> Vec<Case> {
         ),
         case(
             Scenario {
-                canary_behaviour: FAILING,
+                canary_behaviour: Behaviour::failing(),
                 ..scenario("switch-failed", "gatewayapi:v1", weighted())
             },
             Before::Released("Failed"),

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
@@ -46,7 +47,8 @@ pub struct Trace {
     /// Each webhook type with the fields of its payloads and the Canary they name
     /// (`type: name.namespace checksum {fields}`).
     pub payloads: std::collections::BTreeSet<String>,
-    /// The HTTPRoute's rules or the VirtualService's HTTP routes, each change once.
+    /// The HTTPRoute's rules, the VirtualService's HTTP routes or the canary Ingress's
+    /// ingress-nginx annotations and rules, each change once.
     pub routes: Vec<Value>,
     /// `lastAppliedSpec lastPromotedSpec trackedConfigs` of the status, each change once: the
     /// hashes are the same on both sides, so that each operator can take over the other's.
@@ -150,11 +152,36 @@ impl Recorder {
             routes.clone(),
             |service: &DynamicObject| Some(service.data["spec"]["http"].clone()),
         ));
+        // NGINX's canary Ingress: ingress-nginx's annotations and the rules.
+        let (ingress_ready, ingress_listed) = oneshot::channel();
+        let ingress_task = tokio::spawn(record(
+            Api::<Ingress>::namespaced(side.env.client(), namespace),
+            watcher::Config::default().fields(&format!("metadata.name={name}-canary")),
+            ingress_ready,
+            routes.clone(),
+            |ingress: &Ingress| {
+                let annotations: BTreeMap<&String, &String> = ingress
+                    .metadata
+                    .annotations
+                    .iter()
+                    .flatten()
+                    .filter(|(key, _)| key.starts_with("nginx.ingress.kubernetes.io/"))
+                    .collect();
+                let rules = ingress.spec.as_ref().map(|s| s.rules.clone());
+                Some(serde_json::json!({ "annotations": annotations, "rules": rules }))
+            },
+        ));
         let recorder = Recorder {
             steps,
             routes,
             revisions,
-            tasks: vec![canary_task, route_task, revision_task, virtual_service_task],
+            tasks: vec![
+                canary_task,
+                route_task,
+                revision_task,
+                virtual_service_task,
+                ingress_task,
+            ],
         };
         let listed = async {
             canary_listed
@@ -162,6 +189,7 @@ impl Recorder {
                 .and(route_listed.await)
                 .and(revisions_listed.await)
                 .and(service_listed.await)
+                .and(ingress_listed.await)
         };
         match tokio::time::timeout(std::time::Duration::from_secs(30), listed).await {
             Ok(Ok(())) => Ok(recorder),

@@ -13,7 +13,9 @@ use serin_testenv::fixtures::deployment;
 use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
-use crate::support::{Cluster, create_canary, create_deployment, ensure, events_for, set_image, wait_for_phase};
+use crate::support::{
+    Cluster, create_canary, create_deployment, ensure, events_for, set_image, wait_for_phase, weights_until,
+};
 
 fn istio(cluster: &Cluster, namespace: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("networking.istio.io", "v1beta1", kind);
@@ -114,7 +116,10 @@ pub async fn istio_canary_steps_through_weights(cluster: Arc<Cluster>) -> Result
     )?;
 
     set_image(&cluster, &namespace, name, "podinfo:2").await?;
-    let seen = weights_until(&cluster, &namespace, name, Phase::Succeeded).await?;
+    let seen = weights_until(&cluster, &namespace, name, Phase::Succeeded, || {
+        weights(&cluster, &namespace, name)
+    })
+    .await?;
     ensure(
         seen == vec![(100, 0), (70, 30), (40, 60), (100, 0)],
         format!("VirtualService weights {seen:?}"),
@@ -138,42 +143,16 @@ pub async fn istio_rollback_returns_traffic_to_the_primary(cluster: Arc<Cluster>
     let name = "checkout";
     canary_with(&cluster, &namespace, name, json!({})).await?;
     wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
-    let failing = Behaviour {
-        requests_per_second: 20.0,
-        error_ratio: 0.5,
-        latency_seconds: 0.02,
-    };
-    cluster.traffic.set(&namespace, name, failing);
+    cluster.traffic.set(&namespace, name, Behaviour::failing());
     set_image(&cluster, &namespace, name, "checkout:2").await?;
-    let seen = weights_until(&cluster, &namespace, name, Phase::Failed).await?;
+    let seen = weights_until(&cluster, &namespace, name, Phase::Failed, || {
+        weights(&cluster, &namespace, name)
+    })
+    .await?;
     ensure(
         seen.first() == Some(&(100, 0)) && seen.contains(&(70, 30)) && seen.last() == Some(&(100, 0)),
         format!("VirtualService weights {seen:?}"),
     )
-}
-
-/// Each distinct (primary, canary) weight of the VirtualService until the Canary is in `end`.
-async fn weights_until(cluster: &Cluster, namespace: &str, name: &str, end: Phase) -> Result<Vec<(i64, i64)>, Failed> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let mut seen = Vec::new();
-    let api = Api::<Canary>::namespaced(cluster.client(), namespace);
-    loop {
-        if let Some(route) = weights(cluster, namespace, name).await
-            && seen.last() != Some(&route)
-        {
-            seen.push(route);
-        }
-        let phase = api.get(name).await.ok().and_then(|c| c.status).and_then(|s| s.phase);
-        if phase == Some(end) && seen.len() > 1 {
-            // The routes are set before the status is written.
-            return Ok(seen);
-        }
-        ensure(
-            tokio::time::Instant::now() < deadline,
-            format!("not {end:?} within 90 s; weights seen {seen:?}"),
-        )?;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A VirtualService the user had is taken over without an owner and its spec kept; deleting

@@ -8,6 +8,7 @@ mod gates;
 mod initialization;
 mod istio;
 mod lifecycle;
+mod nginx;
 mod robustness;
 mod support;
 mod validation;
@@ -63,6 +64,10 @@ fn main() -> ExitCode {
         istio::istio_canary_steps_through_weights,
         istio::istio_rollback_returns_traffic_to_the_primary,
         istio::an_existing_virtual_service_is_adopted_and_given_back,
+        nginx::the_nginx_tutorial_initializes_a_canary_ingress,
+        nginx::nginx_canary_steps_through_weights_and_rolls_back,
+        nginx::nginx_ab_testing_routes_by_header_and_cookie,
+        nginx::a_missing_nginx_ingress_is_reported_until_it_exists,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

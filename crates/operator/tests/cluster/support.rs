@@ -82,15 +82,38 @@ pub async fn create_canary(env: &TestEnv, namespace: &str, canary: serde_json::V
 pub async fn wait_for_phase(env: &TestEnv, namespace: &str, name: &str, phase: Phase) -> Result<Canary, Failed> {
     let api = Api::<Canary>::namespaced(env.client(), namespace);
     let what = format!("canary {namespace}/{name} to reach {phase:?}");
-    wait_for(TIMEOUT, &what, || {
+    let reached = wait_for(TIMEOUT, &what, || {
         let api = api.clone();
         async move {
             let canary = api.get(name).await.ok()?;
             (canary.status.as_ref()?.phase == Some(phase)).then_some(canary)
         }
     })
-    .await
-    .map_err(|e| e.to_string().into())
+    .await;
+    match reached {
+        Ok(canary) => Ok(canary),
+        Err(error) => {
+            // Say where the Canary is instead, and what serin said about it.
+            let status = api.get(name).await.ok().and_then(|c| c.status);
+            let message = status
+                .as_ref()
+                .and_then(serin_core::status::promoted_condition)
+                .and_then(|c| c.message.clone());
+            let mut events = events_for(env, namespace, name).await.unwrap_or_default();
+            events.sort_by_key(|e| e.last_timestamp.clone());
+            let recent = events.len().saturating_sub(10);
+            let events: Vec<String> = events
+                .into_iter()
+                .skip(recent)
+                .map(|e| format!("{}: {}", e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+                .collect();
+            Err(format!(
+                "{error}; it is {:?} ({message:?}); events: {events:?}",
+                status.and_then(|s| s.phase)
+            )
+            .into())
+        }
+    }
 }
 
 /// Waits until the Canary's Promoted condition says something containing `text`.
@@ -293,4 +316,39 @@ pub async fn wait_for_calls(cluster: &Cluster, path: &str, count: usize) -> Resu
     })
     .await
     .map_err(|e| e.to_string().into())
+}
+
+/// Each distinct (primary, canary) weight the routing object holds (as `weights` reads it)
+/// until the Canary is in `end`.
+pub async fn weights_until<F, Fut>(
+    env: &TestEnv,
+    namespace: &str,
+    name: &str,
+    end: Phase,
+    weights: F,
+) -> Result<Vec<(i64, i64)>, Failed>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<(i64, i64)>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    let api = Api::<Canary>::namespaced(env.client(), namespace);
+    loop {
+        if let Some(route) = weights().await
+            && seen.last() != Some(&route)
+        {
+            seen.push(route);
+        }
+        let phase = api.get(name).await.ok().and_then(|c| c.status).and_then(|s| s.phase);
+        if phase == Some(end) && seen.len() > 1 {
+            // The routes are set before the status is written.
+            return Ok(seen);
+        }
+        ensure(
+            tokio::time::Instant::now() < deadline,
+            format!("not {end:?} within 90 s; weights seen {seen:?}"),
+        )?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
