@@ -45,13 +45,40 @@ sum(rate(nginx_ingress_controller_response_duration_seconds_sum{namespace="{{ na
 sum(rate(nginx_ingress_controller_response_duration_seconds_count{namespace="{{ namespace }}",ingress="{{ ingress }}",canary!=""}[{{ interval }}]))
 * 1000"#;
 
+/// Linkerd's proxy metrics for the target's inbound requests (Flagger's
+/// pkg/metrics/observers/linkerd.go); durations in milliseconds.
+const LINKERD_SUCCESS_RATE: &str = r#"
+sum(rate(response_total{namespace="{{ namespace }}",deployment=~"{{ target }}",classification!="failure",direction="inbound"}[{{ interval }}]))
+/
+sum(rate(response_total{namespace="{{ namespace }}",deployment=~"{{ target }}",direction="inbound"}[{{ interval }}]))
+* 100"#;
+
+const LINKERD_DURATION: &str = r#"
+histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{namespace="{{ namespace }}",deployment=~"{{ target }}",direction="inbound"}[{{ interval }}])) by (le))"#;
+
+/// Open Service Mesh's Envoy metrics for the target Deployment (Flagger's
+/// pkg/metrics/observers/osm.go); durations in milliseconds.
+const OSM_SUCCESS_RATE: &str = r#"
+sum(rate(osm_request_total{destination_namespace="{{ namespace }}",destination_kind="Deployment",destination_name="{{ target }}",response_code!~"5.*"}[{{ interval }}]))
+/
+sum(rate(osm_request_total{destination_namespace="{{ namespace }}",destination_kind="Deployment",destination_name="{{ target }}"}[{{ interval }}]))
+* 100"#;
+
+const OSM_DURATION: &str = r#"
+histogram_quantile(0.99, sum(rate(osm_request_duration_ms_bucket{destination_namespace="{{ namespace }}",destination_kind="Deployment",destination_name="{{ target }}"}[{{ interval }}])) by (le))"#;
+
 pub fn query(provider: Provider, metric: &str) -> Option<Builtin> {
     // (success-rate query, duration query, factor from the duration query's unit to milliseconds)
     let (success_rate, duration, duration_scale) = match provider {
         Provider::Kubernetes | Provider::GatewayApiV1 | Provider::GatewayApiV1beta1 => {
             (HTTP_SUCCESS_RATE, HTTP_DURATION, 1000.0)
         }
-        Provider::Istio => (ISTIO_SUCCESS_RATE, ISTIO_DURATION, 1.0),
+        // Flagger's observer factory gives the smi:* providers Istio's queries.
+        Provider::Istio | Provider::SmiV1alpha1 | Provider::SmiV1alpha2 | Provider::SmiV1alpha3 => {
+            (ISTIO_SUCCESS_RATE, ISTIO_DURATION, 1.0)
+        }
+        Provider::Linkerd => (LINKERD_SUCCESS_RATE, LINKERD_DURATION, 1.0),
+        Provider::Osm => (OSM_SUCCESS_RATE, OSM_DURATION, 1.0),
         Provider::Nginx => (NGINX_SUCCESS_RATE, NGINX_DURATION, 1.0),
         _ => return None,
     };

@@ -5,6 +5,7 @@ mod gatewayapi;
 mod istio;
 mod kubernetes;
 mod nginx;
+mod smi;
 
 use futures::future::BoxFuture;
 use kube::Client;
@@ -40,7 +41,7 @@ pub enum Error {
     #[error("Ingress {ingress} has no backend for the apex Service {service}: point one of its paths at {service}")]
     IngressBackendNotFound { ingress: String, service: String },
     #[error(
-        "provider {0} is not supported by this serin version; use kubernetes, istio, nginx, gatewayapi:v1 or gatewayapi:v1beta1"
+        "provider {0} is not supported by this serin version; use kubernetes, istio, linkerd, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, nginx, gatewayapi:v1 or gatewayapi:v1beta1"
     )]
     UnsupportedProvider(String),
 }
@@ -168,6 +169,15 @@ pub fn for_provider(provider: Provider, client: &Client, settings: &Settings) ->
         Provider::GatewayApiV1 => Ok(Box::new(gatewayapi::GatewayApiRouter::new(client.clone(), "v1"))),
         Provider::GatewayApiV1beta1 => Ok(Box::new(gatewayapi::GatewayApiRouter::new(client.clone(), "v1beta1"))),
         Provider::Istio => Ok(Box::new(istio::IstioRouter::new(client.clone()))),
+        Provider::Linkerd => Ok(Box::new(smi::SmiRouter::new(client.clone(), "v1alpha1", "linkerd-smi"))),
+        Provider::SmiV1alpha1 => Ok(Box::new(smi::SmiRouter::new(client.clone(), "v1alpha1", "SMI"))),
+        Provider::Osm => Ok(Box::new(smi::SmiRouter::new(
+            client.clone(),
+            "v1alpha2",
+            "Open Service Mesh",
+        ))),
+        Provider::SmiV1alpha2 => Ok(Box::new(smi::SmiRouter::new(client.clone(), "v1alpha2", "SMI"))),
+        Provider::SmiV1alpha3 => Ok(Box::new(smi::SmiRouter::new(client.clone(), "v1alpha3", "SMI"))),
         Provider::Nginx => Ok(Box::new(nginx::NginxRouter::new(
             client.clone(),
             settings.ingress_annotations_prefix.clone(),

@@ -144,6 +144,13 @@ impl TestEnv {
         self.install_crd_files(&files).await
     }
 
+    /// Installs a CRD of serin's test data (`crates/testenv/testdata/crds/<name>.yaml`): one no
+    /// upstream module publishes in the form the tests need (each file says why).
+    pub async fn install_testdata_crd(&self, name: &str) -> Result<(), Error> {
+        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/crds")).join(format!("{name}.yaml"));
+        self.install_crd_files(&[path]).await
+    }
+
     /// Installs Flagger's own CRDs (its `artifacts/flagger/crd.yaml`), as a cluster that ran
     /// Flagger has them.
     pub async fn install_flagger_crds(&self) -> Result<(), Error> {

@@ -2,7 +2,9 @@
 //! and buckets) for the pods of the workloads a test names, with the labels serin's builtin
 //! queries select on (`kubernetes_namespace`, `kubernetes_pod_name`, `status`), and the same
 //! requests as an Istio sidecar reports them (`istio_requests_total`,
-//! `istio_request_duration_milliseconds_bucket`, `reporter="destination"`) and, for a workload
+//! `istio_request_duration_milliseconds_bucket`, `reporter="destination"`), as Linkerd's proxy
+//! does (`response_total`, `response_latency_ms_bucket`, `direction="inbound"`), as OSM's
+//! Envoy does (`osm_request_total`, `osm_request_duration_ms_bucket`) and, for a workload
 //! that is not a primary, as ingress-nginx reports the requests its canary routing sent there
 //! (`nginx_ingress_controller_requests` and `..._response_duration_seconds_{sum,count}`, with
 //! `ingress` the workload's name, so tests name the Ingress after the target). Counters grow at
@@ -75,6 +77,24 @@ impl Series {
             if self.behaviour.latency_seconds <= le {
                 *count += requests;
             }
+        }
+    }
+}
+
+impl Series {
+    /// `metric` with `labels`, its buckets' bounds in seconds times `scale`.
+    fn histogram(&self, out: &mut String, metric: &str, labels: &str, scale: f64) {
+        for (le, count) in BUCKETS.iter().zip(self.buckets) {
+            let _ = writeln!(out, "{metric}{{{labels},le=\"{}\"}} {count}", le * scale);
+        }
+        let _ = writeln!(out, "{metric}{{{labels},le=\"+Inf\"}} {}", self.ok + self.errors);
+    }
+
+    /// `metric` with `labels`, the successful requests' count under `label` = `values[0]` and
+    /// the failed ones' under `values[1]`.
+    fn counters(&self, out: &mut String, metric: &str, labels: &str, label: &str, values: [&str; 2]) {
+        for (value, count) in values.iter().zip([self.ok, self.errors]) {
+            let _ = writeln!(out, "{metric}{{{labels},{label}=\"{value}\"}} {count}");
         }
     }
 }
@@ -153,54 +173,50 @@ async fn exposition(State(workloads): State<Workloads>) -> String {
         series.advance();
         // A pod name of the form the builtin queries expect: <deployment>-<replicaset hash>-<suffix>.
         let pod = format!("{workload}-6d5f8c7b9-x2k4p");
-        let labels = format!("kubernetes_namespace=\"{namespace}\",kubernetes_pod_name=\"{pod}\"");
-        let total = series.ok + series.errors;
-        for (le, count) in BUCKETS.iter().zip(series.buckets) {
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {count}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {total}"
-        );
-        let _ = writeln!(
-            out,
-            "http_request_duration_seconds_count{{{labels},status=\"200\"}} {}",
-            series.ok
-        );
-        let _ = writeln!(
-            out,
-            "http_request_duration_seconds_count{{{labels},status=\"500\"}} {}",
-            series.errors
+        let http = format!("kubernetes_namespace=\"{namespace}\",kubernetes_pod_name=\"{pod}\"");
+        series.histogram(&mut out, "http_request_duration_seconds_bucket", &http, 1.0);
+        series.counters(
+            &mut out,
+            "http_request_duration_seconds_count",
+            &http,
+            "status",
+            ["200", "500"],
         );
         let istio = format!(
             "reporter=\"destination\",destination_workload_namespace=\"{namespace}\",destination_workload=\"{workload}\""
         );
-        for (code, count) in [("200", series.ok), ("500", series.errors)] {
-            let _ = writeln!(out, "istio_requests_total{{{istio},response_code=\"{code}\"}} {count}");
-        }
-        for (le, count) in BUCKETS.iter().zip(series.buckets) {
-            let _ = writeln!(
-                out,
-                "istio_request_duration_milliseconds_bucket{{{istio},le=\"{}\"}} {count}",
-                le * 1000.0
-            );
-        }
-        let _ = writeln!(
-            out,
-            "istio_request_duration_milliseconds_bucket{{{istio},le=\"+Inf\"}} {total}"
+        series.counters(
+            &mut out,
+            "istio_requests_total",
+            &istio,
+            "response_code",
+            ["200", "500"],
         );
+        series.histogram(&mut out, "istio_request_duration_milliseconds_bucket", &istio, 1000.0);
+        let linkerd = format!("namespace=\"{namespace}\",deployment=\"{workload}\",direction=\"inbound\"");
+        series.counters(
+            &mut out,
+            "response_total",
+            &linkerd,
+            "classification",
+            ["success", "failure"],
+        );
+        series.histogram(&mut out, "response_latency_ms_bucket", &linkerd, 1000.0);
+        let osm = format!(
+            "destination_namespace=\"{namespace}\",destination_kind=\"Deployment\",destination_name=\"{workload}\""
+        );
+        series.counters(&mut out, "osm_request_total", &osm, "response_code", ["200", "500"]);
+        series.histogram(&mut out, "osm_request_duration_ms_bucket", &osm, 1000.0);
         if !workload.ends_with("-primary") {
             let nginx =
                 format!("namespace=\"{namespace}\",ingress=\"{workload}\",canary=\"{namespace}-{workload}-canary-80\"");
-            for (status, count) in [("200", series.ok), ("500", series.errors)] {
-                let _ = writeln!(
-                    out,
-                    "nginx_ingress_controller_requests{{{nginx},status=\"{status}\"}} {count}"
-                );
-            }
+            series.counters(
+                &mut out,
+                "nginx_ingress_controller_requests",
+                &nginx,
+                "status",
+                ["200", "500"],
+            );
             let _ = writeln!(
                 out,
                 "nginx_ingress_controller_response_duration_seconds_sum{{{nginx}}} {}",
@@ -208,7 +224,8 @@ async fn exposition(State(workloads): State<Workloads>) -> String {
             );
             let _ = writeln!(
                 out,
-                "nginx_ingress_controller_response_duration_seconds_count{{{nginx}}} {total}"
+                "nginx_ingress_controller_response_duration_seconds_count{{{nginx}}} {}",
+                series.ok + series.errors
             );
         }
     }

@@ -203,6 +203,16 @@ fn weights(rules: &serde_json::Value) -> String {
                 .is_some();
         return format!("w{weight}{}", if matched { "+match" } else { "" });
     }
+    if let Some(backends) = rules.get("backends") {
+        // A TrafficSplit: canary/primary.
+        let weights: Vec<String> = backends
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| b["weight"].to_string().replace('"', ""))
+            .collect();
+        return weights.join("/");
+    }
     let rules: Vec<String> = rules
         .as_array()
         .into_iter()

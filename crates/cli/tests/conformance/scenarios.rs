@@ -263,6 +263,18 @@ pub fn all() -> Vec<Scenario> {
             json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 40 }),
         ),
         scenario("nginx-ab-testing", "nginx", ab_testing()),
+        // The SMI TrafficSplit in the versions Linkerd (v1alpha1, weights as quantities) and
+        // OSM (v1alpha2) use, with each mesh's builtin queries.
+        scenario(
+            "linkerd-progressive",
+            "linkerd",
+            json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 40 }),
+        ),
+        scenario(
+            "osm-progressive",
+            "osm",
+            json!({ "interval": "10s", "threshold": 2, "stepWeights": [10, 40] }),
+        ),
         Scenario {
             differences: &["blue-green-switch-weight"],
             ..scenario(

@@ -50,6 +50,9 @@ impl Side {
         env.install_upstream_crds("istio")
             .await
             .map_err(|e| format!("Istio CRDs: {e}"))?;
+        env.install_testdata_crd("trafficsplits.split.smi-spec.io")
+            .await
+            .map_err(|e| format!("the TrafficSplit CRD: {e}"))?;
         let hooks = WebhookReceiver::start()
             .await
             .map_err(|e| format!("webhook receiver: {e}"))?;

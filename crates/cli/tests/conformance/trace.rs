@@ -47,8 +47,8 @@ pub struct Trace {
     /// Each webhook type with the fields of its payloads and the Canary they name
     /// (`type: name.namespace checksum {fields}`).
     pub payloads: std::collections::BTreeSet<String>,
-    /// The HTTPRoute's rules, the VirtualService's HTTP routes or the canary Ingress's
-    /// ingress-nginx annotations and rules, each change once.
+    /// The HTTPRoute's rules, the VirtualService's HTTP routes, the canary Ingress's
+    /// ingress-nginx annotations and rules or the TrafficSplit's spec, each change once.
     pub routes: Vec<Value>,
     /// `lastAppliedSpec lastPromotedSpec trackedConfigs` of the status, each change once: the
     /// hashes are the same on both sides, so that each operator can take over the other's.
@@ -147,7 +147,7 @@ impl Recorder {
         let (service_ready, service_listed) = oneshot::channel();
         let virtual_service_task = tokio::spawn(record(
             virtual_services(side, namespace),
-            config,
+            config.clone(),
             service_ready,
             routes.clone(),
             |service: &DynamicObject| Some(service.data["spec"]["http"].clone()),
@@ -171,6 +171,21 @@ impl Recorder {
                 Some(serde_json::json!({ "annotations": annotations, "rules": rules }))
             },
         ));
+        // The TrafficSplit of the SMI providers, read as v1alpha2 whichever version wrote it (the
+        // test CRD converts none, so each version's weights show as written).
+        let (split_ready, split_listed) = oneshot::channel();
+        let split_gvk = GroupVersionKind::gvk("split.smi-spec.io", "v1alpha2", "TrafficSplit");
+        let split_task = tokio::spawn(record(
+            Api::<DynamicObject>::namespaced_with(
+                side.env.client(),
+                namespace,
+                &ApiResource::from_gvk_with_plural(&split_gvk, "trafficsplits"),
+            ),
+            config.clone(),
+            split_ready,
+            routes.clone(),
+            |split: &DynamicObject| Some(split.data["spec"].clone()),
+        ));
         let recorder = Recorder {
             steps,
             routes,
@@ -181,6 +196,7 @@ impl Recorder {
                 revision_task,
                 virtual_service_task,
                 ingress_task,
+                split_task,
             ],
         };
         let listed = async {
@@ -190,6 +206,7 @@ impl Recorder {
                 .and(revisions_listed.await)
                 .and(service_listed.await)
                 .and(ingress_listed.await)
+                .and(split_listed.await)
         };
         match tokio::time::timeout(std::time::Duration::from_secs(30), listed).await {
             Ok(Ok(())) => Ok(recorder),

@@ -10,6 +10,7 @@ mod istio;
 mod lifecycle;
 mod nginx;
 mod robustness;
+mod smi;
 mod support;
 mod validation;
 
@@ -68,6 +69,11 @@ fn main() -> ExitCode {
         nginx::nginx_canary_steps_through_weights_and_rolls_back,
         nginx::nginx_ab_testing_routes_by_header_and_cookie,
         nginx::a_missing_nginx_ingress_is_reported_until_it_exists,
+        smi::linkerd_canary_steps_through_weights_and_rolls_back,
+        smi::osm_canary_steps_through_weights,
+        smi::smi_v1alpha3_canary_steps_through_weights,
+        smi::smi_ab_testing_keeps_traffic_on_the_primary,
+        smi::the_linkerd_tutorial_initializes_an_http_route_on_the_service,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

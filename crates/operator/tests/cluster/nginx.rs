@@ -89,7 +89,7 @@ pub async fn the_nginx_tutorial_initializes_a_canary_ingress(cluster: Arc<Cluste
     let namespace = cluster.namespace("nginx-tutorial").await?;
     for file in [
         "podinfo/deployment.yaml",
-        "nginx/hpa.yaml",
+        "podinfo/hpa.yaml",
         "nginx/ingress.yaml",
         "nginx/canary.yaml",
     ] {

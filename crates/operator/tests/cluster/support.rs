@@ -39,6 +39,7 @@ pub async fn start_cluster(options: Options) -> Result<Cluster, serin_testenv::E
     env.install_upstream_crds("gateway-api").await?;
     env.install_upstream_crds("keda").await?;
     env.install_upstream_crds("istio").await?;
+    env.install_testdata_crd("trafficsplits.split.smi-spec.io").await?;
     let traffic = TrafficSource::start().await?;
     let target = traffic.scrape_target();
     let prometheus = Prometheus::start(&[target], Duration::from_secs(1)).await?;
