@@ -33,8 +33,8 @@ pub struct OperatorArgs {
     #[arg(long, default_value = "")]
     include_label_prefix: String,
     /// Traffic provider of Canaries that do not set spec.provider.
-    #[arg(long, default_value = "kubernetes", value_parser = parse_provider)]
-    mesh_provider: Provider,
+    #[arg(long, default_value = "kubernetes", value_parser = parse_mesh_provider)]
+    mesh_provider: MeshProvider,
     /// Prometheus address for the builtin metrics of Canaries without spec.metricsServer.
     #[arg(long, default_value = "http://prometheus:9090")]
     metrics_server: String,
@@ -51,10 +51,29 @@ pub struct OperatorArgs {
     not_yet: NotYetActedOn,
 }
 
-fn parse_provider(text: &str) -> Result<Provider, String> {
+/// `-mesh-provider`, and whether it named SuperGloo (`supergloo` or `supergloo:<mesh>`).
+#[derive(Debug, Clone)]
+struct MeshProvider {
+    provider: Provider,
+    supergloo: bool,
+}
+
+fn parse_mesh_provider(text: &str) -> Result<MeshProvider, String> {
+    if text == "supergloo" || text.starts_with("supergloo:") {
+        return Ok(MeshProvider {
+            provider: Provider::Gloo,
+            supergloo: true,
+        });
+    }
     serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map(|provider| MeshProvider {
+            provider,
+            supergloo: false,
+        })
         .map_err(|_| format!("unknown provider {text:?}; see spec.provider in the Canary CRD for the accepted names"))
 }
+
+const SUPERGLOO_DEPRECATED: &str = "-mesh-provider=supergloo is deprecated (Flagger no longer supports SuperGloo): serin routes this Canary with the gloo router (a Gloo RouteTable and Upstreams); set -mesh-provider=gloo or spec.provider: gloo";
 
 /// Flagger flags that serin accepts so existing deployments start unchanged, but does not act on
 /// yet; setting one logs a warning that names it.
@@ -165,11 +184,15 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
             .map(String::from)
             .collect::<Vec<_>>()
     };
+    if args.mesh_provider.supergloo {
+        tracing::warn!("{SUPERGLOO_DEPRECATED}");
+    }
     let config = serin_operator::Config {
         namespace: args.namespace.clone(),
         selector_labels: split(&args.selector_labels),
         include_label_prefixes: split(&args.include_label_prefix),
-        mesh_provider: args.mesh_provider,
+        mesh_provider: args.mesh_provider.provider,
+        mesh_provider_warning: args.mesh_provider.supergloo.then(|| SUPERGLOO_DEPRECATED.to_string()),
         metrics_server: args.metrics_server.clone(),
         config_tracking: args.enable_config_tracking,
         event_webhook: args.event_webhook.clone(),
@@ -215,5 +238,22 @@ pub fn init_logging(directives: &str, format: &str) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supergloo_is_served_by_the_gloo_router() {
+        for text in ["supergloo", "supergloo:istio"] {
+            let parsed = parse_mesh_provider(text).expect("accepted");
+            assert_eq!(parsed.provider, Provider::Gloo);
+            assert!(parsed.supergloo);
+        }
+        let gloo = parse_mesh_provider("gloo").expect("accepted");
+        assert!(!gloo.supergloo);
+        assert!(parse_mesh_provider("superglue").is_err());
     }
 }

@@ -67,6 +67,17 @@ sum(rate(osm_request_total{destination_namespace="{{ namespace }}",destination_k
 const OSM_DURATION: &str = r#"
 histogram_quantile(0.99, sum(rate(osm_request_duration_ms_bucket{destination_namespace="{{ namespace }}",destination_kind="Deployment",destination_name="{{ target }}"}[{{ interval }}])) by (le))"#;
 
+/// Gloo's Envoy cluster stats for the canary's Upstream (`<namespace>-<target>-canaryupstream-
+/// <port>_<namespace>`; Flagger's pkg/metrics/observers/gloo.go); durations in milliseconds.
+const GLOO_SUCCESS_RATE: &str = r#"
+sum(rate(envoy_cluster_upstream_rq{envoy_cluster_name=~"{{ namespace }}-{{ target }}-canaryupstream-[0-9a-zA-Z-]+_[0-9a-zA-Z-]+",envoy_response_code!~"5.*"}[{{ interval }}]))
+/
+sum(rate(envoy_cluster_upstream_rq{envoy_cluster_name=~"{{ namespace }}-{{ target }}-canaryupstream-[0-9a-zA-Z-]+_[0-9a-zA-Z-]+"}[{{ interval }}]))
+* 100"#;
+
+const GLOO_DURATION: &str = r#"
+histogram_quantile(0.99, sum(rate(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=~"{{ namespace }}-{{ target }}-canaryupstream-[0-9a-zA-Z-]+_[0-9a-zA-Z-]+"}[{{ interval }}])) by (le))"#;
+
 pub fn query(provider: Provider, metric: &str) -> Option<Builtin> {
     // (success-rate query, duration query, factor from the duration query's unit to milliseconds)
     let (success_rate, duration, duration_scale) = match provider {
@@ -79,6 +90,7 @@ pub fn query(provider: Provider, metric: &str) -> Option<Builtin> {
         }
         Provider::Linkerd => (LINKERD_SUCCESS_RATE, LINKERD_DURATION, 1.0),
         Provider::Osm => (OSM_SUCCESS_RATE, OSM_DURATION, 1.0),
+        Provider::Gloo => (GLOO_SUCCESS_RATE, GLOO_DURATION, 1.0),
         Provider::Nginx => (NGINX_SUCCESS_RATE, NGINX_DURATION, 1.0),
         _ => return None,
     };

@@ -13,6 +13,9 @@ pub struct Config {
     pub include_label_prefixes: Vec<String>,
     /// `-mesh-provider`: the traffic provider of Canaries that do not set `spec.provider`.
     pub mesh_provider: Provider,
+    /// Said (a `SpecWarning`) to every Canary that takes `-mesh-provider` because the flag names
+    /// a provider serin serves under another name (SuperGloo).
+    pub mesh_provider_warning: Option<String>,
     /// `-metrics-server`: Prometheus for the builtin metrics of Canaries without `spec.metricsServer`.
     pub metrics_server: String,
     /// `-enable-config-tracking`: ConfigMaps and Secrets of the target are part of its revision.
@@ -39,6 +42,7 @@ impl Default for Config {
             selector_labels: DEFAULT_SELECTOR_LABELS.iter().map(|s| s.to_string()).collect(),
             include_label_prefixes: Vec::new(),
             mesh_provider: Provider::Kubernetes,
+            mesh_provider_warning: None,
             metrics_server: "http://prometheus:9090".to_string(),
             routers: serin_router::Settings::default(),
             config_tracking: true,

@@ -49,7 +49,8 @@ pub async fn spec_warnings(context: &Context, canary: &Canary) -> Result<bool, E
         .map(|router| (router.shifts_weights(), router.ignored_fields(&canary.spec)))
         .unwrap_or((true, Vec::new()));
     let missing = missing_templates(context, canary);
-    let warnings = warnings::spec_warnings(&canary.spec, provider, shifts_weights, &ignored, &missing);
+    let mut warnings = warnings::spec_warnings(&canary.spec, provider, shifts_weights, &ignored, &missing);
+    warnings.extend(mesh_provider_warning(&context.config, &canary.spec));
     let current = canary.status.clone().unwrap_or_default();
     let Some((status, new)) = warnings::record(&current, &warnings, Timestamp::now()) else {
         return Ok(false);
@@ -174,4 +175,39 @@ fn notify_event_hooks(context: &Context, canary: &Canary, type_: EventType, mess
             }
         }
     });
+}
+
+/// The warning `-mesh-provider` carries (SuperGloo's deprecation), for a Canary that takes it.
+fn mesh_provider_warning(config: &crate::Config, spec: &serin_api::CanarySpec) -> Option<String> {
+    spec.provider
+        .is_none()
+        .then(|| config.mesh_provider_warning.clone())
+        .flatten()
+}
+
+#[cfg(test)]
+mod mesh_provider_tests {
+    use super::*;
+
+    #[test]
+    fn only_canaries_without_a_provider_are_told_about_the_flag() {
+        let config = crate::Config {
+            mesh_provider_warning: Some("-mesh-provider=supergloo is deprecated".into()),
+            ..Default::default()
+        };
+        let spec = |provider: &str| -> serin_api::CanarySpec {
+            let mut spec =
+                serde_json::json!({ "targetRef": { "kind": "Deployment", "name": "app" }, "service": { "port": 80 } });
+            if !provider.is_empty() {
+                spec["provider"] = serde_json::json!(provider);
+            }
+            serde_json::from_value(spec).expect("a spec")
+        };
+        assert_eq!(
+            mesh_provider_warning(&config, &spec("")).as_deref(),
+            Some("-mesh-provider=supergloo is deprecated")
+        );
+        assert_eq!(mesh_provider_warning(&config, &spec("gloo")), None);
+        assert_eq!(mesh_provider_warning(&crate::Config::default(), &spec("")), None);
+    }
 }

@@ -2,6 +2,7 @@
 //! adding a file and a line in [`for_provider`].
 
 mod gatewayapi;
+mod gloo;
 mod istio;
 mod kubernetes;
 mod nginx;
@@ -40,8 +41,10 @@ pub enum Error {
     IngressNotFound { name: String },
     #[error("Ingress {ingress} has no backend for the apex Service {service}: point one of its paths at {service}")]
     IngressBackendNotFound { ingress: String, service: String },
+    #[error("spec.upstreamRef names Upstream {name}, which does not exist: create it or fix spec.upstreamRef")]
+    UpstreamNotFound { name: String },
     #[error(
-        "provider {0} is not supported by this serin version; use kubernetes, istio, linkerd, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, nginx, gatewayapi:v1 or gatewayapi:v1beta1"
+        "provider {0} is not supported by this serin version; use kubernetes, istio, linkerd, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, nginx, gloo, gatewayapi:v1 or gatewayapi:v1beta1"
     )]
     UnsupportedProvider(String),
 }
@@ -58,6 +61,7 @@ impl Error {
             Error::MissingIngressRef => "MissingIngressRef",
             Error::IngressNotFound { .. } => "IngressNotFound",
             Error::IngressBackendNotFound { .. } => "IngressBackendNotFound",
+            Error::UpstreamNotFound { .. } => "UpstreamNotFound",
         }
     }
 
@@ -71,6 +75,7 @@ impl Error {
                 | Error::MissingIngressRef
                 | Error::IngressNotFound { .. }
                 | Error::IngressBackendNotFound { .. }
+                | Error::UpstreamNotFound { .. }
         )
     }
 }
@@ -162,6 +167,35 @@ fn mesh_routing_fields(spec: &CanarySpec) -> Vec<(&'static str, bool)> {
     ]
 }
 
+/// The fields a router without mesh routing (an ingress, a RouteTable) leaves alone, with
+/// whether `spec` sets them: the mesh routing fields, hosts, gateway references, A/B matches on
+/// query parameters or source labels, and mirroring.
+fn ingress_routing_fields(spec: &CanarySpec) -> Vec<(&'static str, bool)> {
+    let analysis = spec.analysis();
+    let matches = analysis.and_then(|a| a.match_.as_ref());
+    let mut fields = vec![
+        (
+            "service.hosts",
+            spec.service.hosts.as_ref().is_some_and(|h| !h.is_empty()),
+        ),
+        (
+            "service.gatewayRefs",
+            spec.service.gateway_refs.as_ref().is_some_and(|g| !g.is_empty()),
+        ),
+        (
+            "analysis.match.queryParams",
+            matches.is_some_and(|m| m.iter().any(|m| m.query_params.is_some())),
+        ),
+        (
+            "analysis.match.sourceLabels",
+            matches.is_some_and(|m| m.iter().any(|m| m.source_labels.is_some())),
+        ),
+        ("analysis.mirror", analysis.is_some_and(|a| a.mirror == Some(true))),
+    ];
+    fields.extend(mesh_routing_fields(spec));
+    fields
+}
+
 /// The router of `provider`; an error names a provider this version has no router for.
 pub fn for_provider(provider: Provider, client: &Client, settings: &Settings) -> Result<Box<dyn Router>, Error> {
     match provider {
@@ -178,6 +212,7 @@ pub fn for_provider(provider: Provider, client: &Client, settings: &Settings) ->
         ))),
         Provider::SmiV1alpha2 => Ok(Box::new(smi::SmiRouter::new(client.clone(), "v1alpha2", "SMI"))),
         Provider::SmiV1alpha3 => Ok(Box::new(smi::SmiRouter::new(client.clone(), "v1alpha3", "SMI"))),
+        Provider::Gloo => Ok(Box::new(gloo::GlooRouter::new(client.clone()))),
         Provider::Nginx => Ok(Box::new(nginx::NginxRouter::new(
             client.clone(),
             settings.ingress_annotations_prefix.clone(),

@@ -18,7 +18,7 @@ use serin_core::naming::canary_service_name;
 use serin_core::plan::{ObservedRoutes, Routes};
 use serin_core::services::FLUX_ANNOTATIONS;
 
-use super::{Error, Router, mesh_routing_fields, set_fields};
+use super::{Error, Router, ingress_routing_fields, set_fields};
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -185,31 +185,7 @@ impl Router for NginxRouter {
     /// ingress-nginx's canary annotations route by weight, one header or one cookie: the mesh
     /// routing fields, query and source-label matches and mirroring have no annotation.
     fn ignored_fields(&self, spec: &CanarySpec) -> Vec<&'static str> {
-        let matches = spec.analysis().and_then(|a| a.match_.as_ref());
-        let mut fields = vec![
-            (
-                "service.hosts",
-                spec.service.hosts.as_ref().is_some_and(|h| !h.is_empty()),
-            ),
-            (
-                "service.gatewayRefs",
-                spec.service.gateway_refs.as_ref().is_some_and(|g| !g.is_empty()),
-            ),
-            (
-                "analysis.match.queryParams",
-                matches.is_some_and(|m| m.iter().any(|m| m.query_params.is_some())),
-            ),
-            (
-                "analysis.match.sourceLabels",
-                matches.is_some_and(|m| m.iter().any(|m| m.source_labels.is_some())),
-            ),
-            (
-                "analysis.mirror",
-                spec.analysis().is_some_and(|a| a.mirror == Some(true)),
-            ),
-        ];
-        fields.extend(mesh_routing_fields(spec));
-        set_fields(&fields)
+        set_fields(&ingress_routing_fields(spec))
     }
 }
 

@@ -5,7 +5,8 @@
 //! `istio_request_duration_milliseconds_bucket`, `reporter="destination"`), as Linkerd's proxy
 //! does (`response_total`, `response_latency_ms_bucket`, `direction="inbound"`), as OSM's
 //! Envoy does (`osm_request_total`, `osm_request_duration_ms_bucket`) and, for a workload
-//! that is not a primary, as ingress-nginx reports the requests its canary routing sent there
+//! that is not a primary, as Gloo's Envoy reports its canary Upstream (`envoy_cluster_upstream_rq`,
+//! `envoy_cluster_upstream_rq_time_bucket`, for Service port 9898) and as ingress-nginx reports the requests its canary routing sent there
 //! (`nginx_ingress_controller_requests` and `..._response_duration_seconds_{sum,count}`, with
 //! `ingress` the workload's name, so tests name the Ingress after the target). Counters grow at
 //! the request rate, error ratio and latency the test sets, as a real app's would.
@@ -208,6 +209,16 @@ async fn exposition(State(workloads): State<Workloads>) -> String {
         series.counters(&mut out, "osm_request_total", &osm, "response_code", ["200", "500"]);
         series.histogram(&mut out, "osm_request_duration_ms_bucket", &osm, 1000.0);
         if !workload.ends_with("-primary") {
+            // Gloo's Envoy names the canary's Upstream cluster so (Service port 9898).
+            let gloo = format!("envoy_cluster_name=\"{namespace}-{workload}-canaryupstream-9898_{namespace}\"");
+            series.counters(
+                &mut out,
+                "envoy_cluster_upstream_rq",
+                &gloo,
+                "envoy_response_code",
+                ["200", "500"],
+            );
+            series.histogram(&mut out, "envoy_cluster_upstream_rq_time_bucket", &gloo, 1000.0);
             let nginx =
                 format!("namespace=\"{namespace}\",ingress=\"{workload}\",canary=\"{namespace}-{workload}-canary-80\"");
             series.counters(

@@ -270,6 +270,13 @@ pub fn all() -> Vec<Scenario> {
             "linkerd",
             json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 40 }),
         ),
+        // Gloo: Upstreams and a RouteTable; A/B by header matchers on the route.
+        scenario(
+            "gloo-progressive",
+            "gloo",
+            json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 40 }),
+        ),
+        scenario("gloo-ab-testing", "gloo", ab_testing()),
         scenario(
             "osm-progressive",
             "osm",

@@ -50,9 +50,15 @@ impl Side {
         env.install_upstream_crds("istio")
             .await
             .map_err(|e| format!("Istio CRDs: {e}"))?;
-        env.install_testdata_crd("trafficsplits.split.smi-spec.io")
-            .await
-            .map_err(|e| format!("the TrafficSplit CRD: {e}"))?;
+        for crd in [
+            "trafficsplits.split.smi-spec.io",
+            "gateway.solo.io_v1_RouteTable",
+            "gloo.solo.io_v1_Upstream",
+        ] {
+            env.install_testdata_crd(crd)
+                .await
+                .map_err(|e| format!("the CRD {crd}: {e}"))?;
+        }
         let hooks = WebhookReceiver::start()
             .await
             .map_err(|e| format!("webhook receiver: {e}"))?;

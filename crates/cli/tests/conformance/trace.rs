@@ -48,7 +48,8 @@ pub struct Trace {
     /// (`type: name.namespace checksum {fields}`).
     pub payloads: std::collections::BTreeSet<String>,
     /// The HTTPRoute's rules, the VirtualService's HTTP routes, the canary Ingress's
-    /// ingress-nginx annotations and rules or the TrafficSplit's spec, each change once.
+    /// ingress-nginx annotations and rules, the TrafficSplit's spec or the RouteTable's routes, each
+    /// change once.
     pub routes: Vec<Value>,
     /// `lastAppliedSpec lastPromotedSpec trackedConfigs` of the status, each change once: the
     /// hashes are the same on both sides, so that each operator can take over the other's.
@@ -67,15 +68,6 @@ pub struct Trace {
     pub events: Vec<String>,
 }
 
-pub fn virtual_services(side: &Side, namespace: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1beta1", "VirtualService");
-    Api::namespaced_with(
-        side.env.client(),
-        namespace,
-        &ApiResource::from_gvk_with_plural(&gvk, "virtualservices"),
-    )
-}
-
 pub fn http_routes(side: &Side, namespace: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
     Api::namespaced_with(
@@ -85,7 +77,36 @@ pub fn http_routes(side: &Side, namespace: &str) -> Api<DynamicObject> {
     )
 }
 
-/// Watches the Canary and its HTTPRoute from before the scenario starts until it is dropped.
+/// The routing objects a scenario may have, named after the Canary, and what of each is
+/// compared: (group, version, kind, plural, view). The TrafficSplit is read as v1alpha2 whichever
+/// version wrote it (the test CRD converts none, so each version's weights show as written).
+type RoutingObject = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&DynamicObject) -> Option<Value>,
+);
+const ROUTING_OBJECTS: [RoutingObject; 4] = [
+    ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes", |o| {
+        Some(o.data["spec"]["rules"].clone())
+    }),
+    (
+        "networking.istio.io",
+        "v1beta1",
+        "VirtualService",
+        "virtualservices",
+        |o| Some(o.data["spec"]["http"].clone()),
+    ),
+    ("split.smi-spec.io", "v1alpha2", "TrafficSplit", "trafficsplits", |o| {
+        Some(o.data["spec"].clone())
+    }),
+    ("gateway.solo.io", "v1", "RouteTable", "routetables", |o| {
+        Some(o.data["spec"]["routes"].clone())
+    }),
+];
+
+/// Watches the Canary and its routing object from before the scenario starts until it is dropped.
 pub struct Recorder {
     steps: Arc<Mutex<Vec<Step>>>,
     routes: Arc<Mutex<Vec<Value>>>,
@@ -94,7 +115,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts both watches and waits until each has listed what exists, so no write after this
+    /// Starts the watches and waits until each has listed what exists, so no write after this
     /// returns is missed.
     pub async fn start(side: &Side, namespace: &str, name: &str) -> Result<Recorder, String> {
         let steps: Arc<Mutex<Vec<Step>>> = Arc::default();
@@ -103,7 +124,6 @@ impl Recorder {
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let canaries = Api::<Canary>::namespaced(side.env.client(), namespace);
         let (canary_ready, canary_listed) = oneshot::channel();
-        let (route_ready, route_listed) = oneshot::channel();
         let (revisions_ready, revisions_listed) = oneshot::channel();
         let revision_task = tokio::spawn(record(
             canaries.clone(),
@@ -136,25 +156,23 @@ impl Recorder {
                 })
             },
         ));
-        let route_task = tokio::spawn(record(
-            http_routes(side, namespace),
-            config.clone(),
-            route_ready,
-            routes.clone(),
-            |route: &DynamicObject| Some(route.data["spec"]["rules"].clone()),
-        ));
-        // A scenario has one kind of routing object: both watches write into `routes`.
-        let (service_ready, service_listed) = oneshot::channel();
-        let virtual_service_task = tokio::spawn(record(
-            virtual_services(side, namespace),
-            config.clone(),
-            service_ready,
-            routes.clone(),
-            |service: &DynamicObject| Some(service.data["spec"]["http"].clone()),
-        ));
+        let mut tasks = vec![canary_task, revision_task];
+        let mut listings = vec![canary_listed, revisions_listed];
+        // A scenario has one kind of routing object: every routing watch writes into `routes`.
+        for (group, version, kind, plural, view) in ROUTING_OBJECTS {
+            let gvk = GroupVersionKind::gvk(group, version, kind);
+            let api = Api::<DynamicObject>::namespaced_with(
+                side.env.client(),
+                namespace,
+                &ApiResource::from_gvk_with_plural(&gvk, plural),
+            );
+            let (ready, listed) = oneshot::channel();
+            tasks.push(tokio::spawn(record(api, config.clone(), ready, routes.clone(), view)));
+            listings.push(listed);
+        }
         // NGINX's canary Ingress: ingress-nginx's annotations and the rules.
         let (ingress_ready, ingress_listed) = oneshot::channel();
-        let ingress_task = tokio::spawn(record(
+        tasks.push(tokio::spawn(record(
             Api::<Ingress>::namespaced(side.env.client(), namespace),
             watcher::Config::default().fields(&format!("metadata.name={name}-canary")),
             ingress_ready,
@@ -170,46 +188,17 @@ impl Recorder {
                 let rules = ingress.spec.as_ref().map(|s| s.rules.clone());
                 Some(serde_json::json!({ "annotations": annotations, "rules": rules }))
             },
-        ));
-        // The TrafficSplit of the SMI providers, read as v1alpha2 whichever version wrote it (the
-        // test CRD converts none, so each version's weights show as written).
-        let (split_ready, split_listed) = oneshot::channel();
-        let split_gvk = GroupVersionKind::gvk("split.smi-spec.io", "v1alpha2", "TrafficSplit");
-        let split_task = tokio::spawn(record(
-            Api::<DynamicObject>::namespaced_with(
-                side.env.client(),
-                namespace,
-                &ApiResource::from_gvk_with_plural(&split_gvk, "trafficsplits"),
-            ),
-            config.clone(),
-            split_ready,
-            routes.clone(),
-            |split: &DynamicObject| Some(split.data["spec"].clone()),
-        ));
+        )));
+        listings.push(ingress_listed);
         let recorder = Recorder {
             steps,
             routes,
             revisions,
-            tasks: vec![
-                canary_task,
-                route_task,
-                revision_task,
-                virtual_service_task,
-                ingress_task,
-                split_task,
-            ],
+            tasks,
         };
-        let listed = async {
-            canary_listed
-                .await
-                .and(route_listed.await)
-                .and(revisions_listed.await)
-                .and(service_listed.await)
-                .and(ingress_listed.await)
-                .and(split_listed.await)
-        };
+        let listed = futures::future::try_join_all(listings);
         match tokio::time::timeout(std::time::Duration::from_secs(30), listed).await {
-            Ok(Ok(())) => Ok(recorder),
+            Ok(Ok(_)) => Ok(recorder),
             _ => Err(format!(
                 "{}: the watches of {namespace}/{name} did not start",
                 side.operator

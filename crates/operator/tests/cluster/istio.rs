@@ -14,7 +14,8 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
 use crate::support::{
-    Cluster, create_canary, create_deployment, ensure, events_for, set_image, wait_for_phase, weights_until,
+    Cluster, create_canary, create_deployment, ensure, ensure_rolled_back, events_for, set_image, wait_for_phase,
+    weights_until,
 };
 
 fn istio(cluster: &Cluster, namespace: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
@@ -143,16 +144,10 @@ pub async fn istio_rollback_returns_traffic_to_the_primary(cluster: Arc<Cluster>
     let name = "checkout";
     canary_with(&cluster, &namespace, name, json!({})).await?;
     wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
-    cluster.traffic.set(&namespace, name, Behaviour::failing());
-    set_image(&cluster, &namespace, name, "checkout:2").await?;
-    let seen = weights_until(&cluster, &namespace, name, Phase::Failed, || {
+    ensure_rolled_back(&cluster, &namespace, name, "checkout:2", || {
         weights(&cluster, &namespace, name)
     })
-    .await?;
-    ensure(
-        seen.first() == Some(&(100, 0)) && seen.contains(&(70, 30)) && seen.last() == Some(&(100, 0)),
-        format!("VirtualService weights {seen:?}"),
-    )
+    .await
 }
 
 /// A VirtualService the user had is taken over without an owner and its spec kept; deleting

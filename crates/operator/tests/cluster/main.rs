@@ -5,6 +5,7 @@
 mod analysis;
 mod configs;
 mod gates;
+mod gloo;
 mod initialization;
 mod istio;
 mod lifecycle;
@@ -74,6 +75,10 @@ fn main() -> ExitCode {
         smi::smi_v1alpha3_canary_steps_through_weights,
         smi::smi_ab_testing_keeps_traffic_on_the_primary,
         smi::the_linkerd_tutorial_initializes_an_http_route_on_the_service,
+        gloo::the_gloo_tutorial_initializes_upstreams_and_a_route_table,
+        gloo::gloo_canary_steps_through_weights_and_rolls_back,
+        gloo::gloo_ab_testing_matches_headers,
+        gloo::a_gloo_upstream_template_is_copied_once_it_exists,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

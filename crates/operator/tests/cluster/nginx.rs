@@ -15,8 +15,8 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
 use crate::support::{
-    Cluster, create_canary, create_deployment, ensure, events_for, example, kubectl, set_image, wait_for_event,
-    wait_for_message, wait_for_phase, weights_until,
+    Cluster, create_canary, create_deployment, ensure, ensure_builtin_checks_passed, ensure_rolled_back, example,
+    kubectl, set_image, wait_for_event, wait_for_message, wait_for_phase, weights_until,
 };
 
 const PREFIX: &str = "nginx.ingress.kubernetes.io";
@@ -167,27 +167,12 @@ pub async fn nginx_canary_steps_through_weights_and_rolls_back(cluster: Arc<Clus
         seen == vec![(100, 0), (70, 30), (40, 60), (100, 0)],
         format!("canary-weight {seen:?}"),
     )?;
-    let events = events_for(&cluster, &namespace, name).await?;
-    ensure(
-        ["request-success-rate", "request-duration"].iter().all(|metric| {
-            events.iter().any(|e| {
-                e.reason.as_deref() == Some("MetricPassed")
-                    && e.message.as_deref().is_some_and(|m| m.starts_with(metric))
-            })
-        }),
-        "both builtin checks passed on nginx_ingress_controller_* series",
-    )?;
+    ensure_builtin_checks_passed(&cluster, &namespace, name, "nginx_ingress_controller_*").await?;
 
-    cluster.traffic.set(&namespace, name, Behaviour::failing());
-    set_image(&cluster, &namespace, name, "storefront:3").await?;
-    let seen = weights_until(&cluster, &namespace, name, Phase::Failed, || {
+    ensure_rolled_back(&cluster, &namespace, name, "storefront:3", || {
         weights(&cluster, &namespace, name)
     })
     .await?;
-    ensure(
-        seen.first() == Some(&(100, 0)) && seen.contains(&(70, 30)) && seen.last() == Some(&(100, 0)),
-        format!("canary-weight {seen:?}"),
-    )?;
     let message = wait_for_event(&cluster, &namespace, name, "MetricFailed")
         .await?
         .message;

@@ -14,8 +14,8 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
 use crate::support::{
-    Cluster, create_canary, create_deployment, ensure, events_for, example, kubectl, set_image, wait_for_event,
-    wait_for_phase, weights_until,
+    Cluster, create_canary, create_deployment, ensure, ensure_builtin_checks_passed, ensure_rolled_back, example,
+    kubectl, set_image, wait_for_event, wait_for_phase, weights_until,
 };
 
 fn traffic_splits(cluster: &Cluster, namespace: &str, version: &str) -> Api<DynamicObject> {
@@ -95,16 +95,7 @@ async fn steps_through_weights(cluster: &Cluster, provider: &str, version: &str,
         seen == vec![(100, 0), (70, 30), (40, 60), (100, 0)],
         format!("{provider}: TrafficSplit {version} weights {seen:?}"),
     )?;
-    let events = events_for(cluster, &namespace, name).await?;
-    ensure(
-        ["request-success-rate", "request-duration"].iter().all(|metric| {
-            events.iter().any(|e| {
-                e.reason.as_deref() == Some("MetricPassed")
-                    && e.message.as_deref().is_some_and(|m| m.starts_with(metric))
-            })
-        }),
-        format!("{provider}: both builtin checks passed"),
-    )
+    ensure_builtin_checks_passed(cluster, &namespace, name, provider).await
 }
 
 /// Linkerd (v1alpha1, weights as quantities), then a failing canary rolled back.
@@ -114,16 +105,10 @@ pub async fn linkerd_canary_steps_through_weights_and_rolls_back(cluster: Arc<Cl
     let name = "reviews";
     canary_on(&cluster, &namespace, name, "linkerd", json!({ "stepWeight": 30 })).await?;
     wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
-    cluster.traffic.set(&namespace, name, Behaviour::failing());
-    set_image(&cluster, &namespace, name, "reviews:2").await?;
-    let seen = weights_until(&cluster, &namespace, name, Phase::Failed, || {
+    ensure_rolled_back(&cluster, &namespace, name, "reviews:2", || {
         weights(&cluster, &namespace, name, "v1alpha1")
     })
-    .await?;
-    ensure(
-        seen.first() == Some(&(100, 0)) && seen.contains(&(70, 30)) && seen.last() == Some(&(100, 0)),
-        format!("TrafficSplit weights {seen:?}"),
-    )
+    .await
 }
 
 /// OSM writes v1alpha2 (the version OSM's own CRD serves).

@@ -39,7 +39,13 @@ pub async fn start_cluster(options: Options) -> Result<Cluster, serin_testenv::E
     env.install_upstream_crds("gateway-api").await?;
     env.install_upstream_crds("keda").await?;
     env.install_upstream_crds("istio").await?;
-    env.install_testdata_crd("trafficsplits.split.smi-spec.io").await?;
+    for crd in [
+        "trafficsplits.split.smi-spec.io",
+        "gateway.solo.io_v1_RouteTable",
+        "gloo.solo.io_v1_Upstream",
+    ] {
+        env.install_testdata_crd(crd).await?;
+    }
     let traffic = TrafficSource::start().await?;
     let target = traffic.scrape_target();
     let prometheus = Prometheus::start(&[target], Duration::from_secs(1)).await?;
@@ -352,4 +358,47 @@ where
         )?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A canary whose pods answer half of the requests with errors: its new revision (`image`) gets
+/// weight, fails its checks and is rolled back, all traffic on the primary again.
+pub async fn ensure_rolled_back<F, Fut>(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    image: &str,
+    weights: F,
+) -> Result<(), Failed>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<(i64, i64)>>,
+{
+    cluster
+        .traffic
+        .set(namespace, name, serin_testenv::traffic::Behaviour::failing());
+    set_image(cluster, namespace, name, image).await?;
+    let seen = weights_until(cluster, namespace, name, Phase::Failed, weights).await?;
+    ensure(
+        seen.first() == Some(&(100, 0)) && seen.contains(&(70, 30)) && seen.last() == Some(&(100, 0)),
+        format!("weights {seen:?}: 30 % on the canary, then all back on the primary"),
+    )
+}
+
+/// Both builtin checks of the Canary passed (an Event `MetricPassed` each).
+pub async fn ensure_builtin_checks_passed(
+    env: &TestEnv,
+    namespace: &str,
+    name: &str,
+    series: &str,
+) -> Result<(), Failed> {
+    let events = events_for(env, namespace, name).await?;
+    ensure(
+        ["request-success-rate", "request-duration"].iter().all(|metric| {
+            events.iter().any(|e| {
+                e.reason.as_deref() == Some("MetricPassed")
+                    && e.message.as_deref().is_some_and(|m| m.starts_with(metric))
+            })
+        }),
+        format!("both builtin checks passed on {series}"),
+    )
 }

@@ -1,0 +1,368 @@
+//! The Gloo provider (`gloo`), writing what Flagger's GlooRouter (pkg/router/gloo.go) writes:
+//! Upstreams `<namespace>-<service>-primaryupstream-<port>` and `...-canaryupstream-<port>` for
+//! the primary and canary Services (their `kube` selector copied from each Service, the rest
+//! from the Upstream `spec.upstreamRef` names, when it does), and a RouteTable named after the
+//! apex Service (labels and annotations from `service.apex`) with one route weighing the two
+//! Upstreams, `inheritablePathMatchers: true`, and the `analysis.match` headers as its matchers.
+//! A Gloo VirtualService the user owns delegates to that RouteTable. Everything is owned by the
+//! Canary; there is nothing to revert.
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use serin_api::{Canary, CanarySpec};
+use serin_core::naming::{FIELD_MANAGER, canary_service_name, primary_name};
+use serin_core::plan::{ObservedRoutes, Routes};
+use serin_core::services::FLUX_ANNOTATIONS;
+
+use super::{Error, Router, ingress_routing_fields, set_fields};
+
+/// The fields of the `upstreamRef` Upstream's spec copied to the primary's and canary's.
+const TEMPLATE_FIELDS: [&str; 8] = [
+    "sslConfig",
+    "circuitBreakers",
+    "connectionConfig",
+    "loadBalancerConfig",
+    "useHttp2",
+    "initialStreamWindowSize",
+    "initialConnectionWindowSize",
+    "httpProxyHostname",
+];
+
+pub struct GlooRouter {
+    client: Client,
+    route_tables: ApiResource,
+    upstreams: ApiResource,
+}
+
+impl GlooRouter {
+    pub fn new(client: Client) -> GlooRouter {
+        let resource = |group: &str, kind: &str, plural: &str| {
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
+        };
+        GlooRouter {
+            client,
+            route_tables: resource("gateway.solo.io", "RouteTable", "routetables"),
+            upstreams: resource("gloo.solo.io", "Upstream", "upstreams"),
+        }
+    }
+
+    fn api(&self, namespace: &str, resource: &ApiResource) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, resource)
+    }
+
+    fn missing_crd(&self, error: kube::Error, resource: &ApiResource) -> Error {
+        let crd = if resource.kind == "RouteTable" {
+            ("RouteTable", "routetables.gateway.solo.io")
+        } else {
+            ("Upstream", "upstreams.gloo.solo.io")
+        };
+        match &error {
+            kube::Error::Api(response) if response.code == 404 => Error::MissingCrd {
+                kind: crd.0,
+                crd: crd.1,
+                provider: "Gloo",
+            },
+            _ => Error::Kube(error),
+        }
+    }
+
+    async fn apply(&self, namespace: &str, resource: &ApiResource, object: Value) -> Result<(), Error> {
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let object: DynamicObject = serde_json::from_value(object).map_err(Error::Serialize)?;
+        self.api(namespace, resource)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .map_err(|e| self.missing_crd(e, resource))?;
+        Ok(())
+    }
+
+    /// The fields the `upstreamRef` template gives the Upstreams (none without one).
+    async fn template(&self, canary: &Canary, namespace: &str) -> Result<serde_json::Map<String, Value>, Error> {
+        let Some(reference) = &canary.spec.upstream_ref else {
+            return Ok(serde_json::Map::new());
+        };
+        let template_namespace = reference.namespace.as_deref().unwrap_or(namespace);
+        let template = self
+            .api(template_namespace, &self.upstreams)
+            .get_opt(&reference.name)
+            .await
+            .map_err(|e| self.missing_crd(e, &self.upstreams))?
+            .ok_or_else(|| Error::UpstreamNotFound {
+                name: format!("{template_namespace}/{}", reference.name),
+            })?;
+        Ok(TEMPLATE_FIELDS
+            .iter()
+            .filter_map(|field| Some((field.to_string(), template.data["spec"].get(*field)?.clone())))
+            .collect())
+    }
+
+    /// Creates or updates the Upstream of `service` (written only when its spec differs).
+    async fn apply_upstream(
+        &self,
+        canary: &Canary,
+        namespace: &str,
+        owner: &Value,
+        service: String,
+        template: &serde_json::Map<String, Value>,
+    ) -> Result<(), Error> {
+        let port = canary.spec.service.port;
+        let name = upstream_name(namespace, canary.spec.service_name(), port, &service);
+        let selector = Api::<Service>::namespaced(self.client.clone(), namespace)
+            .get(&service)
+            .await?
+            .spec
+            .and_then(|s| s.selector)
+            .unwrap_or_default();
+        let mut spec = template.clone();
+        spec.insert(
+            "kube".into(),
+            json!({ "serviceName": service, "serviceNamespace": namespace, "servicePort": port, "selector": selector }),
+        );
+        let existing = self
+            .api(namespace, &self.upstreams)
+            .get_opt(&name)
+            .await
+            .map_err(|e| self.missing_crd(e, &self.upstreams))?;
+        if existing.is_some_and(|e| spec.iter().all(|(key, value)| e.data["spec"].get(key) == Some(value))) {
+            return Ok(());
+        }
+        let upstream = json!({
+            "apiVersion": self.upstreams.api_version,
+            "kind": "Upstream",
+            "metadata": { "name": name, "namespace": namespace, "ownerReferences": [owner] },
+            "spec": spec,
+        });
+        self.apply(namespace, &self.upstreams, upstream).await
+    }
+}
+
+impl Router for GlooRouter {
+    fn shifts_weights(&self) -> bool {
+        true
+    }
+
+    fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Option<ObservedRoutes>, Error>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+            let table = self
+                .api(&namespace, &self.route_tables)
+                .get_opt(canary.spec.service_name())
+                .await
+                .map_err(|e| self.missing_crd(e, &self.route_tables))?;
+            Ok(table.map(|table| observed_routes(canary, &namespace, &table.data["spec"])))
+        })
+    }
+
+    fn set_routes<'a>(&'a self, canary: &'a Canary, routes: &'a Routes) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+            let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
+            let owner = serde_json::to_value(owner).map_err(Error::Serialize)?;
+            let template = self.template(canary, &namespace).await?;
+            let name = canary.spec.service_name();
+            for service in [primary_name(name), canary_service_name(name)] {
+                self.apply_upstream(canary, &namespace, &owner, service, &template)
+                    .await?;
+            }
+            let apex = canary.spec.service.apex.as_ref();
+            let mut annotations: BTreeMap<String, String> =
+                apex.and_then(|a| a.annotations.clone()).unwrap_or_default();
+            annotations.extend(FLUX_ANNOTATIONS.map(|(key, value)| (key.to_string(), value.to_string())));
+            let table = json!({
+                "apiVersion": self.route_tables.api_version,
+                "kind": "RouteTable",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "ownerReferences": [owner],
+                    "labels": apex.and_then(|a| a.labels.clone()).unwrap_or_default(),
+                    "annotations": annotations,
+                },
+                "spec": route_table_spec(canary, &namespace, routes),
+            });
+            self.apply(&namespace, &self.route_tables, table).await
+        })
+    }
+
+    /// The RouteTable and Upstreams are owned by the Canary; the user's VirtualService is not
+    /// serin's to change.
+    fn revert<'a>(&'a self, _canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn ignored_fields(&self, spec: &CanarySpec) -> Vec<&'static str> {
+        set_fields(&ingress_routing_fields(spec))
+    }
+}
+
+fn upstream_name(namespace: &str, service: &str, port: i32, backend: &str) -> String {
+    let side = if backend.ends_with("-canary") {
+        "canary"
+    } else {
+        "primary"
+    };
+    format!("{namespace}-{service}-{side}upstream-{port}")
+}
+
+/// A destination of the route; Gloo's weight is omitted when 0, as Flagger's `omitempty` does.
+fn destination(namespace: &str, upstream: String, weight: i32) -> Value {
+    let mut destination = json!({ "destination": { "upstream": { "name": upstream, "namespace": namespace } } });
+    if weight != 0 {
+        destination["weight"] = json!(weight);
+    }
+    destination
+}
+
+fn route_table_spec(canary: &Canary, namespace: &str, routes: &Routes) -> Value {
+    let name = canary.spec.service_name();
+    let port = canary.spec.service.port;
+    let (primary, canary_weight) = if routes.matched_to_canary {
+        (0, 100)
+    } else {
+        (routes.primary, routes.canary)
+    };
+    let mut route = json!({
+        "inheritablePathMatchers": true,
+        "routeAction": { "multi": { "destinations": [
+            destination(namespace, upstream_name(namespace, name, port, &primary_name(name)), primary),
+            destination(namespace, upstream_name(namespace, name, port, &canary_service_name(name)), canary_weight),
+        ] } },
+    });
+    let headers = header_matchers(canary);
+    if !headers.is_empty() {
+        route["matchers"] = json!([{ "headers": headers }]);
+    }
+    json!({ "routes": [route] })
+}
+
+/// `analysis.match` headers as Gloo's header matchers (Flagger's `getHeaderMatchers`): the exact
+/// value, or the regex with `regex: true`.
+fn header_matchers(canary: &Canary) -> Vec<Value> {
+    let matches = canary.spec.analysis().and_then(|a| a.match_.as_ref());
+    matches
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.headers.as_ref())
+        .flatten()
+        .map(|(name, value)| match value.regex.as_deref().filter(|r| !r.is_empty()) {
+            Some(regex) => json!({ "name": name, "value": regex, "regex": true }),
+            None => {
+                let mut matcher = json!({ "name": name });
+                if let Some(exact) = value.exact.as_deref().filter(|e| !e.is_empty()) {
+                    matcher["value"] = json!(exact);
+                }
+                matcher
+            }
+        })
+        .collect()
+}
+
+/// The primary's weight in the first route and the rest for the canary, as Flagger's GetRoutes.
+fn observed_routes(canary: &Canary, namespace: &str, spec: &Value) -> ObservedRoutes {
+    let name = canary.spec.service_name();
+    let primary = upstream_name(namespace, name, canary.spec.service.port, &primary_name(name));
+    let destinations = &spec["routes"][0]["routeAction"]["multi"]["destinations"];
+    let primary_weight = destinations
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["destination"]["upstream"]["name"] == json!(primary))
+        .map(|d| d["weight"].as_i64().and_then(|w| i32::try_from(w).ok()).unwrap_or(0));
+    let ab_testing = canary
+        .spec
+        .analysis()
+        .is_some_and(|a| a.iterations.unwrap_or(0) > 0 && a.match_.as_ref().is_some_and(|m| !m.is_empty()));
+    match primary_weight {
+        // A/B testing's matched requests all go to the canary, which serin's status counts as
+        // no weight (as its other routers report A/B).
+        Some(0 | 100) if ab_testing => ObservedRoutes {
+            primary: 100,
+            canary: 0,
+            refused: None,
+        },
+        Some(weight) => ObservedRoutes {
+            primary: weight,
+            canary: 100 - weight,
+            refused: None,
+        },
+        // Not ours any more: reported as nothing routed, so it is set back.
+        None => ObservedRoutes {
+            primary: 0,
+            canary: 0,
+            refused: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canary(analysis: Value) -> Canary {
+        serde_json::from_value(json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": { "name": "podinfo", "namespace": "test" },
+            "spec": {
+                "provider": "gloo",
+                "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo" },
+                "service": { "port": 9898 },
+                "analysis": analysis,
+            }
+        }))
+        .expect("a Canary")
+    }
+
+    #[test]
+    fn the_route_weighs_the_upstreams_and_omits_a_zero_weight() {
+        let spec = route_table_spec(&canary(json!({})), "test", &Routes::all_to_primary());
+        assert_eq!(
+            spec,
+            json!({ "routes": [{
+                "inheritablePathMatchers": true,
+                "routeAction": { "multi": { "destinations": [
+                    { "destination": { "upstream": { "name": "test-podinfo-primaryupstream-9898", "namespace": "test" } }, "weight": 100 },
+                    { "destination": { "upstream": { "name": "test-podinfo-canaryupstream-9898", "namespace": "test" } } },
+                ] } },
+            }] })
+        );
+        let observed = observed_routes(&canary(json!({})), "test", &spec);
+        assert_eq!((observed.primary, observed.canary), (100, 0));
+    }
+
+    #[test]
+    fn ab_testing_matches_the_headers_and_sends_them_to_the_canary() {
+        let canary = canary(json!({ "iterations": 2, "match": [
+            { "headers": { "x-canary": { "exact": "insider" }, "user-agent": { "regex": ".*Firefox.*" } } },
+        ] }));
+        let routes = Routes {
+            matched_to_canary: true,
+            ..Routes::all_to_primary()
+        };
+        let spec = route_table_spec(&canary, "test", &routes);
+        let observed = observed_routes(&canary, "test", &spec);
+        assert_eq!(
+            (observed.primary, observed.canary),
+            (100, 0),
+            "A/B's weights as the status has them"
+        );
+        assert_eq!(
+            spec["routes"][0]["matchers"],
+            json!([{ "headers": [
+                { "name": "user-agent", "value": ".*Firefox.*", "regex": true },
+                { "name": "x-canary", "value": "insider" },
+            ] }])
+        );
+        let destinations = &spec["routes"][0]["routeAction"]["multi"]["destinations"];
+        assert_eq!(destinations[0].get("weight"), None);
+        assert_eq!(destinations[1]["weight"], 100);
+    }
+}
