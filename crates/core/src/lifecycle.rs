@@ -112,6 +112,8 @@ pub struct InitObservation<'a> {
     pub apex_taken_by: Option<String>,
     pub selector_labels: &'a [String],
     pub service_name: &'a str,
+    /// The router must set its routes before the primary's pods start (App Mesh's VirtualNodes).
+    pub routes_before_primary: bool,
 }
 
 /// Initialization: the primary and the Services are created (or brought up to date) at every
@@ -166,11 +168,20 @@ pub fn initialize(current: &CanaryStatus, observation: &InitObservation) -> Outc
             now,
         );
     }
-    let mut actions = vec![
-        Action::ApplyPrimary,
-        Action::ApplyServices,
-        Action::Route(Routes::all_to_primary()),
-    ];
+    let mut actions = if o.routes_before_primary {
+        // As Flagger's scheduler: the Services, App Mesh's VirtualNodes, then the primary.
+        vec![
+            Action::ApplyServices,
+            Action::Route(Routes::all_to_primary()),
+            Action::ApplyPrimary,
+        ]
+    } else {
+        vec![
+            Action::ApplyPrimary,
+            Action::ApplyServices,
+            Action::Route(Routes::all_to_primary()),
+        ]
+    };
     let waiting = match &o.primary {
         InitPrimary::Missing => Some(format!("creating {} {}-primary", o.target_kind, o.target_name)),
         InitPrimary::Present {
@@ -404,6 +415,7 @@ mod tests {
             apex_taken_by: None,
             selector_labels: labels,
             service_name: "web",
+            routes_before_primary: false,
         }
     }
 
@@ -538,6 +550,17 @@ mod tests {
                 "{observation:?}"
             );
         }
+        let mut app_mesh = observation(Some(target(&configs)), InitPrimary::Missing, &labels);
+        app_mesh.routes_before_primary = true;
+        assert_eq!(
+            initialize(&CanaryStatus::default(), &app_mesh).actions,
+            vec![
+                Action::ApplyServices,
+                Action::Route(Routes::all_to_primary()),
+                Action::ApplyPrimary
+            ],
+            "App Mesh's VirtualNodes exist before the primary's pods start"
+        );
         let mut unsupported = observation(Some(target(&configs)), ready(true), &labels);
         unsupported.target_kind_supported = false;
         let outcome = initialize(&CanaryStatus::default(), &unsupported);

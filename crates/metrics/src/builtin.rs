@@ -78,6 +78,17 @@ sum(rate(envoy_cluster_upstream_rq{envoy_cluster_name=~"{{ namespace }}-{{ targe
 const GLOO_DURATION: &str = r#"
 histogram_quantile(0.99, sum(rate(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=~"{{ namespace }}-{{ target }}-canaryupstream-[0-9a-zA-Z-]+_[0-9a-zA-Z-]+"}[{{ interval }}])) by (le))"#;
 
+/// App Mesh's Envoy stats of the target's pods (Flagger's pkg/metrics/observers/appmesh.go);
+/// durations in milliseconds.
+const APP_MESH_SUCCESS_RATE: &str = r#"
+sum(rate(envoy_cluster_upstream_rq{kubernetes_namespace="{{ namespace }}",kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",envoy_response_code!~"5.*"}[{{ interval }}]))
+/
+sum(rate(envoy_cluster_upstream_rq{kubernetes_namespace="{{ namespace }}",kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"}[{{ interval }}]))
+* 100"#;
+
+const APP_MESH_DURATION: &str = r#"
+histogram_quantile(0.99, sum(rate(envoy_cluster_upstream_rq_time_bucket{kubernetes_namespace="{{ namespace }}",kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"}[{{ interval }}])) by (le))"#;
+
 pub fn query(provider: Provider, metric: &str) -> Option<Builtin> {
     // (success-rate query, duration query, factor from the duration query's unit to milliseconds)
     let (success_rate, duration, duration_scale) = match provider {
@@ -91,6 +102,7 @@ pub fn query(provider: Provider, metric: &str) -> Option<Builtin> {
         Provider::Linkerd => (LINKERD_SUCCESS_RATE, LINKERD_DURATION, 1.0),
         Provider::Osm => (OSM_SUCCESS_RATE, OSM_DURATION, 1.0),
         Provider::Gloo => (GLOO_SUCCESS_RATE, GLOO_DURATION, 1.0),
+        Provider::AppMeshV1beta2 => (APP_MESH_SUCCESS_RATE, APP_MESH_DURATION, 1.0),
         Provider::Nginx => (NGINX_SUCCESS_RATE, NGINX_DURATION, 1.0),
         _ => return None,
     };

@@ -298,7 +298,8 @@ mod tests {
         let mut canary = Canary::new(
             "web",
             serde_json::from_value(
-                json!({ "targetRef": { "kind": "Deployment", "name": "web" }, "service": { "port": 80 } }),
+                json!({ "targetRef": { "kind": "Deployment", "name": "web" }, "service": { "port": 9898 },
+                        "ingressRef": { "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "web" } }),
             )
             .expect("spec"),
         );
@@ -374,6 +375,34 @@ mod tests {
             "{}",
             verdict.message
         );
+
+        // Every provider's builtin queries over the series its mesh or ingress reports.
+        for provider in [
+            Provider::GatewayApiV1,
+            Provider::Istio,
+            Provider::Linkerd,
+            Provider::Osm,
+            Provider::SmiV1alpha3,
+            Provider::Nginx,
+            Provider::Gloo,
+            Provider::AppMeshV1beta2,
+        ] {
+            let context = MetricContext { provider, ..context };
+            let verdict = check(&context, &success).await;
+            assert!(
+                verdict
+                    .as_ref()
+                    .is_ok_and(|v| v.message.starts_with("request-success-rate 75.00")),
+                "{provider:?}: {verdict:?}"
+            );
+            let verdict = check(&context, &duration).await;
+            assert!(
+                verdict
+                    .as_ref()
+                    .is_ok_and(|v| !v.passed && v.message.contains("is above the maximum 200")),
+                "{provider:?}: a 300 ms latency fails a 200 ms maximum: {verdict:?}"
+            );
+        }
 
         let unknown = CanaryMetric {
             name: "request-success-rate".into(),

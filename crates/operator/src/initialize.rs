@@ -74,6 +74,7 @@ pub async fn run(cached: &Canary, context: &Context) -> Result<Requeue, Error> {
             apex_taken_by,
             selector_labels: &context.config.selector_labels,
             service_name,
+            routes_before_primary: router.as_ref().is_some_and(|r| r.registers_pods()),
         },
     );
     let subject = Subject {

@@ -6,63 +6,49 @@
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::api::DynamicObject;
+use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use serin_api::canary::{AnalysisMatch, SessionAffinity};
 use serin_api::{Canary, CanarySpec};
-use serin_core::naming::FIELD_MANAGER;
 use serin_core::naming::{canary_service_name, primary_name};
 use serin_core::plan::{ObservedRoutes, Routes};
 use serin_core::services::FLUX_ANNOTATIONS;
 use serin_core::session_affinity::{SessionCookies, canary_max_age, set_cookie};
 
+use super::custom_kind::CustomKind;
 use super::{Error, Router, merge_matches_on, mesh_routing_fields, set_fields};
 
 pub struct GatewayApiRouter {
     client: Client,
-    resource: ApiResource,
+    http_routes: CustomKind,
 }
 
 impl GatewayApiRouter {
     pub fn new(client: Client, version: &str) -> GatewayApiRouter {
-        let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", version, "HTTPRoute");
         GatewayApiRouter {
             client,
-            resource: ApiResource::from_gvk_with_plural(&gvk, "httproutes"),
+            http_routes: CustomKind::new(
+                "gateway.networking.k8s.io",
+                version,
+                "HTTPRoute",
+                "httproutes",
+                "the Gateway API",
+            ),
         }
-    }
-}
-
-impl GatewayApiRouter {
-    fn api(&self, canary: &Canary) -> Result<Api<DynamicObject>, Error> {
-        let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
-        Ok(Api::namespaced_with(self.client.clone(), &namespace, &self.resource))
     }
 
     async fn apply(&self, canary: &Canary, owners: Vec<Value>, spec: Value) -> Result<(), Error> {
         let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
-        let name = canary.spec.service_name().to_string();
         let route = json!({
-            "apiVersion": self.resource.api_version,
-            "kind": "HTTPRoute",
             "metadata": {
-                "name": name,
-                "namespace": namespace,
+                "name": canary.spec.service_name(),
                 "ownerReferences": owners,
                 "annotations": BTreeMap::from(FLUX_ANNOTATIONS),
             },
             "spec": spec,
         });
-        let object: DynamicObject = serde_json::from_value(route).map_err(Error::Serialize)?;
-        self.api(canary)?
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&object),
-            )
-            .await?;
-        Ok(())
+        self.http_routes.apply(&self.client, &namespace, route).await
     }
 }
 
@@ -73,7 +59,7 @@ impl Router for GatewayApiRouter {
 
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Option<ObservedRoutes>, Error>> {
         Box::pin(async move {
-            let route = self.api(canary)?.get_opt(canary.spec.service_name()).await?;
+            let route = self.http_routes.get_apex(&self.client, canary).await?;
             Ok(route.map(|route| observed_routes(canary, &route)))
         })
     }

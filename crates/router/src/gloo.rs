@@ -11,14 +11,14 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use serin_api::{Canary, CanarySpec};
-use serin_core::naming::{FIELD_MANAGER, canary_service_name, primary_name};
+use serin_core::naming::{canary_service_name, primary_name};
 use serin_core::plan::{ObservedRoutes, Routes};
 use serin_core::services::FLUX_ANNOTATIONS;
 
+use super::custom_kind::CustomKind;
 use super::{Error, Router, ingress_routing_fields, set_fields};
 
 /// The fields of the `upstreamRef` Upstream's spec copied to the primary's and canary's.
@@ -35,54 +35,17 @@ const TEMPLATE_FIELDS: [&str; 8] = [
 
 pub struct GlooRouter {
     client: Client,
-    route_tables: ApiResource,
-    upstreams: ApiResource,
+    route_tables: CustomKind,
+    upstreams: CustomKind,
 }
 
 impl GlooRouter {
     pub fn new(client: Client) -> GlooRouter {
-        let resource = |group: &str, kind: &str, plural: &str| {
-            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural)
-        };
         GlooRouter {
             client,
-            route_tables: resource("gateway.solo.io", "RouteTable", "routetables"),
-            upstreams: resource("gloo.solo.io", "Upstream", "upstreams"),
+            route_tables: CustomKind::new("gateway.solo.io", "v1", "RouteTable", "routetables", "Gloo"),
+            upstreams: CustomKind::new("gloo.solo.io", "v1", "Upstream", "upstreams", "Gloo"),
         }
-    }
-
-    fn api(&self, namespace: &str, resource: &ApiResource) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), namespace, resource)
-    }
-
-    fn missing_crd(&self, error: kube::Error, resource: &ApiResource) -> Error {
-        let crd = if resource.kind == "RouteTable" {
-            ("RouteTable", "routetables.gateway.solo.io")
-        } else {
-            ("Upstream", "upstreams.gloo.solo.io")
-        };
-        match &error {
-            kube::Error::Api(response) if response.code == 404 => Error::MissingCrd {
-                kind: crd.0,
-                crd: crd.1,
-                provider: "Gloo",
-            },
-            _ => Error::Kube(error),
-        }
-    }
-
-    async fn apply(&self, namespace: &str, resource: &ApiResource, object: Value) -> Result<(), Error> {
-        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let object: DynamicObject = serde_json::from_value(object).map_err(Error::Serialize)?;
-        self.api(namespace, resource)
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&object),
-            )
-            .await
-            .map_err(|e| self.missing_crd(e, resource))?;
-        Ok(())
     }
 
     /// The fields the `upstreamRef` template gives the Upstreams (none without one).
@@ -92,10 +55,9 @@ impl GlooRouter {
         };
         let template_namespace = reference.namespace.as_deref().unwrap_or(namespace);
         let template = self
-            .api(template_namespace, &self.upstreams)
-            .get_opt(&reference.name)
-            .await
-            .map_err(|e| self.missing_crd(e, &self.upstreams))?
+            .upstreams
+            .get(&self.client, template_namespace, &reference.name)
+            .await?
             .ok_or_else(|| Error::UpstreamNotFound {
                 name: format!("{template_namespace}/{}", reference.name),
             })?;
@@ -127,21 +89,15 @@ impl GlooRouter {
             "kube".into(),
             json!({ "serviceName": service, "serviceNamespace": namespace, "servicePort": port, "selector": selector }),
         );
-        let existing = self
-            .api(namespace, &self.upstreams)
-            .get_opt(&name)
-            .await
-            .map_err(|e| self.missing_crd(e, &self.upstreams))?;
+        let existing = self.upstreams.get(&self.client, namespace, &name).await?;
         if existing.is_some_and(|e| spec.iter().all(|(key, value)| e.data["spec"].get(key) == Some(value))) {
             return Ok(());
         }
         let upstream = json!({
-            "apiVersion": self.upstreams.api_version,
-            "kind": "Upstream",
-            "metadata": { "name": name, "namespace": namespace, "ownerReferences": [owner] },
+            "metadata": { "name": name, "ownerReferences": [owner] },
             "spec": spec,
         });
-        self.apply(namespace, &self.upstreams, upstream).await
+        self.upstreams.apply(&self.client, namespace, upstream).await
     }
 }
 
@@ -153,11 +109,7 @@ impl Router for GlooRouter {
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Option<ObservedRoutes>, Error>> {
         Box::pin(async move {
             let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
-            let table = self
-                .api(&namespace, &self.route_tables)
-                .get_opt(canary.spec.service_name())
-                .await
-                .map_err(|e| self.missing_crd(e, &self.route_tables))?;
+            let table = self.route_tables.get_apex(&self.client, canary).await?;
             Ok(table.map(|table| observed_routes(canary, &namespace, &table.data["spec"])))
         })
     }
@@ -178,18 +130,15 @@ impl Router for GlooRouter {
                 apex.and_then(|a| a.annotations.clone()).unwrap_or_default();
             annotations.extend(FLUX_ANNOTATIONS.map(|(key, value)| (key.to_string(), value.to_string())));
             let table = json!({
-                "apiVersion": self.route_tables.api_version,
-                "kind": "RouteTable",
                 "metadata": {
                     "name": name,
-                    "namespace": namespace,
                     "ownerReferences": [owner],
                     "labels": apex.and_then(|a| a.labels.clone()).unwrap_or_default(),
                     "annotations": annotations,
                 },
                 "spec": route_table_spec(canary, &namespace, routes),
             });
-            self.apply(&namespace, &self.route_tables, table).await
+            self.route_tables.apply(&self.client, &namespace, table).await
         })
     }
 
@@ -247,12 +196,7 @@ fn route_table_spec(canary: &Canary, namespace: &str, routes: &Routes) -> Value 
 /// `analysis.match` headers as Gloo's header matchers (Flagger's `getHeaderMatchers`): the exact
 /// value, or the regex with `regex: true`.
 fn header_matchers(canary: &Canary) -> Vec<Value> {
-    let matches = canary.spec.analysis().and_then(|a| a.match_.as_ref());
-    matches
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m.headers.as_ref())
-        .flatten()
+    super::match_headers(canary)
         .map(|(name, value)| match value.regex.as_deref().filter(|r| !r.is_empty()) {
             Some(regex) => json!({ "name": name, "value": regex, "regex": true }),
             None => {
@@ -277,10 +221,7 @@ fn observed_routes(canary: &Canary, namespace: &str, spec: &Value) -> ObservedRo
         .flatten()
         .find(|d| d["destination"]["upstream"]["name"] == json!(primary))
         .map(|d| d["weight"].as_i64().and_then(|w| i32::try_from(w).ok()).unwrap_or(0));
-    let ab_testing = canary
-        .spec
-        .analysis()
-        .is_some_and(|a| a.iterations.unwrap_or(0) > 0 && a.match_.as_ref().is_some_and(|m| !m.is_empty()));
+    let ab_testing = super::is_ab_testing(canary);
     match primary_weight {
         // A/B testing's matched requests all go to the canary, which serin's status counts as
         // no weight (as its other routers report A/B).

@@ -14,17 +14,16 @@
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use serin_api::canary::{AnalysisMatch, SessionAffinity};
 use serin_api::{Canary, CanarySpec};
-use serin_core::naming::FIELD_MANAGER;
 use serin_core::naming::{canary_service_name, primary_name};
 use serin_core::plan::{ObservedRoutes, Routes};
 use serin_core::services::FLUX_ANNOTATIONS;
 use serin_core::session_affinity::{SessionCookies, canary_max_age, set_cookie};
 
+use super::custom_kind::CustomKind;
 use super::{Error, Router, merge_matches_on, mesh_routing_fields, set_fields};
 
 const GROUP: &str = "networking.istio.io";
@@ -35,39 +34,17 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 pub struct IstioRouter {
     client: Client,
-    virtual_services: ApiResource,
-    destination_rules: ApiResource,
+    virtual_services: CustomKind,
+    destination_rules: CustomKind,
 }
 
 impl IstioRouter {
     pub fn new(client: Client) -> IstioRouter {
-        let resource = |kind: &str, plural: &str| {
-            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, kind), plural)
-        };
         IstioRouter {
             client,
-            virtual_services: resource("VirtualService", "virtualservices"),
-            destination_rules: resource("DestinationRule", "destinationrules"),
+            virtual_services: CustomKind::new(GROUP, VERSION, "VirtualService", "virtualservices", "Istio"),
+            destination_rules: CustomKind::new(GROUP, VERSION, "DestinationRule", "destinationrules", "Istio"),
         }
-    }
-
-    fn api(&self, canary: &Canary, resource: &ApiResource) -> Result<Api<DynamicObject>, Error> {
-        let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
-        Ok(Api::namespaced_with(self.client.clone(), &namespace, resource))
-    }
-
-    async fn apply(&self, canary: &Canary, resource: &ApiResource, object: Value) -> Result<(), Error> {
-        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let object: DynamicObject = serde_json::from_value(object).map_err(Error::Serialize)?;
-        self.api(canary, resource)?
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&object),
-            )
-            .await
-            .map_err(|e| missing_crd(e, resource))?;
-        Ok(())
     }
 
     async fn apply_destination_rules(&self, canary: &Canary, owner: &Value) -> Result<(), Error> {
@@ -79,12 +56,10 @@ impl IstioRouter {
                 spec["trafficPolicy"] = serde_json::to_value(policy).map_err(Error::Serialize)?;
             }
             let rule = json!({
-                "apiVersion": self.destination_rules.api_version,
-                "kind": "DestinationRule",
-                "metadata": { "name": host, "namespace": namespace, "ownerReferences": [owner] },
+                "metadata": { "name": host, "ownerReferences": [owner] },
                 "spec": spec,
             });
-            self.apply(canary, &self.destination_rules, rule).await?;
+            self.destination_rules.apply(&self.client, &namespace, rule).await?;
         }
         Ok(())
     }
@@ -95,11 +70,7 @@ impl IstioRouter {
     async fn apply_virtual_service(&self, canary: &Canary, owner: Option<Value>, spec: Value) -> Result<(), Error> {
         let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
         let name = canary.spec.service_name().to_string();
-        let existing = self
-            .api(canary, &self.virtual_services)?
-            .get_opt(&name)
-            .await
-            .map_err(|e| missing_crd(e, &self.virtual_services))?;
+        let existing = self.virtual_services.get(&self.client, &namespace, &name).await?;
         let mut annotations = apex_metadata(canary, |m| m.annotations.as_ref());
         annotations.extend(FLUX_ANNOTATIONS.map(|(key, value)| (key.to_string(), value.to_string())));
         let mut owners = owner.into_iter().collect::<Vec<_>>();
@@ -117,18 +88,15 @@ impl IstioRouter {
             }
         }
         let service = json!({
-            "apiVersion": self.virtual_services.api_version,
-            "kind": "VirtualService",
             "metadata": {
                 "name": name,
-                "namespace": namespace,
                 "ownerReferences": owners,
                 "labels": apex_metadata(canary, |m| m.labels.as_ref()),
                 "annotations": annotations,
             },
             "spec": spec,
         });
-        self.apply(canary, &self.virtual_services, service).await
+        self.virtual_services.apply(&self.client, &namespace, service).await
     }
 }
 
@@ -139,11 +107,7 @@ impl Router for IstioRouter {
 
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Option<ObservedRoutes>, Error>> {
         Box::pin(async move {
-            let service = self
-                .api(canary, &self.virtual_services)?
-                .get_opt(canary.spec.service_name())
-                .await
-                .map_err(|e| missing_crd(e, &self.virtual_services))?;
+            let service = self.virtual_services.get_apex(&self.client, canary).await?;
             Ok(service.map(|service| observed_routes(canary, &service.data["spec"])))
         })
     }
@@ -162,8 +126,9 @@ impl Router for IstioRouter {
     /// one serin created sends all traffic to the apex Service and loses its owner.
     fn revert<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
+            let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
             let name = canary.spec.service_name();
-            let Some(existing) = self.api(canary, &self.virtual_services)?.get_opt(name).await? else {
+            let Some(existing) = self.virtual_services.get(&self.client, &namespace, name).await? else {
                 return Ok(());
             };
             let annotations = existing.annotations();
@@ -187,23 +152,6 @@ impl Router for IstioRouter {
             .filter(|(name, _)| *name == "service.mirror")
             .collect();
         set_fields(&fields)
-    }
-}
-
-/// A 404 on a whole kind means Istio's CRDs are not installed: said so, naming the CRD.
-fn missing_crd(error: kube::Error, resource: &ApiResource) -> Error {
-    let (kind, crd) = if resource.kind == "VirtualService" {
-        ("VirtualService", "virtualservices.networking.istio.io")
-    } else {
-        ("DestinationRule", "destinationrules.networking.istio.io")
-    };
-    match &error {
-        kube::Error::Api(response) if response.code == 404 => Error::MissingCrd {
-            kind,
-            crd,
-            provider: "Istio",
-        },
-        _ => Error::Kube(error),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Traffic routers: one file per provider, each implementing [`Router`]. Adding a provider is
 //! adding a file and a line in [`for_provider`].
 
+mod appmesh;
+mod custom_kind;
 mod gatewayapi;
 mod gloo;
 mod istio;
@@ -29,8 +31,8 @@ pub enum Error {
         "the {kind} CRD ({crd}) is not installed in the cluster: install {provider}'s CRDs or choose another provider"
     )]
     MissingCrd {
-        kind: &'static str,
-        crd: &'static str,
+        kind: String,
+        crd: String,
         provider: &'static str,
     },
     #[error(
@@ -44,7 +46,7 @@ pub enum Error {
     #[error("spec.upstreamRef names Upstream {name}, which does not exist: create it or fix spec.upstreamRef")]
     UpstreamNotFound { name: String },
     #[error(
-        "provider {0} is not supported by this serin version; use kubernetes, istio, linkerd, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, nginx, gloo, gatewayapi:v1 or gatewayapi:v1beta1"
+        "provider {0} is not supported by this serin version; use kubernetes, istio, linkerd, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, nginx, gloo, appmesh:v1beta2, gatewayapi:v1 or gatewayapi:v1beta1"
     )]
     UnsupportedProvider(String),
 }
@@ -113,6 +115,33 @@ pub trait Router: Send + Sync {
 
     /// The fields of `spec` this router does not act on; each gets a warning Event.
     fn ignored_fields(&self, spec: &CanarySpec) -> Vec<&'static str>;
+
+    /// Whether the mesh must know the pods before they start (App Mesh injects its proxy into
+    /// pods its VirtualNodes select): initialization then sets the routes before it creates the
+    /// primary, as Flagger does.
+    fn registers_pods(&self) -> bool {
+        false
+    }
+}
+
+/// The header matches of the Canary's `analysis.match`, in order.
+fn match_headers(canary: &Canary) -> impl Iterator<Item = (&String, &serin_api::canary::HeaderMatch)> {
+    let matches = canary.spec.analysis().and_then(|a| a.match_.as_ref());
+    matches
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.headers.as_ref())
+        .flatten()
+}
+
+/// Whether the Canary's analysis is A/B testing (`match` with `iterations`, as
+/// `serin_core::strategy` decides), whose matched requests a router sends to the canary while
+/// the status says weight 0.
+fn is_ab_testing(canary: &Canary) -> bool {
+    canary
+        .spec
+        .analysis()
+        .is_some_and(|a| a.iterations.unwrap_or(0) > 0 && a.match_.as_ref().is_some_and(|m| !m.is_empty()))
 }
 
 /// Flagger's `mergeMatchConditions`: every A/B match combined with every service match, the
@@ -213,6 +242,7 @@ pub fn for_provider(provider: Provider, client: &Client, settings: &Settings) ->
         Provider::SmiV1alpha2 => Ok(Box::new(smi::SmiRouter::new(client.clone(), "v1alpha2", "SMI"))),
         Provider::SmiV1alpha3 => Ok(Box::new(smi::SmiRouter::new(client.clone(), "v1alpha3", "SMI"))),
         Provider::Gloo => Ok(Box::new(gloo::GlooRouter::new(client.clone()))),
+        Provider::AppMeshV1beta2 => Ok(Box::new(appmesh::AppMeshRouter::new(client.clone()))),
         Provider::Nginx => Ok(Box::new(nginx::NginxRouter::new(
             client.clone(),
             settings.ingress_annotations_prefix.clone(),

@@ -10,52 +10,33 @@
 //! the canary then; see docs/compat.md.)
 
 use futures::future::BoxFuture;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use serin_api::{Canary, CanarySpec};
-use serin_core::naming::{FIELD_MANAGER, canary_service_name, primary_name};
+use serin_core::naming::{canary_service_name, primary_name};
 use serin_core::plan::{ObservedRoutes, Routes};
 
+use super::custom_kind::CustomKind;
 use super::{Error, Router, mesh_routing_fields, set_fields};
 
 pub struct SmiRouter {
     client: Client,
-    resource: ApiResource,
-    /// The mesh named in the MissingCrd message.
-    mesh: &'static str,
+    traffic_splits: CustomKind,
 }
 
 impl SmiRouter {
-    /// The router writing `split.smi-spec.io/<version>` TrafficSplits for `mesh`.
+    /// The router writing `split.smi-spec.io/<version>` TrafficSplits for `mesh` (named in the
+    /// message when the CRD is missing).
     pub fn new(client: Client, version: &str, mesh: &'static str) -> SmiRouter {
-        let gvk = GroupVersionKind::gvk("split.smi-spec.io", version, "TrafficSplit");
         SmiRouter {
             client,
-            resource: ApiResource::from_gvk_with_plural(&gvk, "trafficsplits"),
-            mesh,
-        }
-    }
-
-    fn api(&self, canary: &Canary) -> Result<Api<DynamicObject>, Error> {
-        let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
-        Ok(Api::namespaced_with(self.client.clone(), &namespace, &self.resource))
-    }
-
-    fn missing_crd(&self, error: kube::Error) -> Error {
-        match &error {
-            kube::Error::Api(response) if response.code == 404 => Error::MissingCrd {
-                kind: "TrafficSplit",
-                crd: "trafficsplits.split.smi-spec.io",
-                provider: self.mesh,
-            },
-            _ => Error::Kube(error),
+            traffic_splits: CustomKind::new("split.smi-spec.io", version, "TrafficSplit", "trafficsplits", mesh),
         }
     }
 
     /// A weight as this API version writes it: v1alpha1's is a quantity.
     fn weight(&self, weight: i32) -> Value {
-        if self.resource.version == "v1alpha1" {
+        if self.traffic_splits.resource.version == "v1alpha1" {
             json!(weight.to_string())
         } else {
             json!(weight)
@@ -73,7 +54,7 @@ impl SmiRouter {
             .and_then(|hosts| hosts.first())
             .map_or(name, String::as_str);
         Ok(json!({
-            "apiVersion": self.resource.api_version,
+            "apiVersion": self.traffic_splits.resource.api_version,
             "kind": "TrafficSplit",
             "metadata": { "name": name, "namespace": namespace, "ownerReferences": [owner] },
             "spec": {
@@ -95,7 +76,7 @@ impl Router for SmiRouter {
     fn get_routes<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<Option<ObservedRoutes>, Error>> {
         Box::pin(async move {
             let name = canary.spec.service_name();
-            let split = self.api(canary)?.get_opt(name).await.map_err(|e| self.missing_crd(e))?;
+            let split = self.traffic_splits.get_apex(&self.client, canary).await?;
             Ok(split.map(|split| {
                 let weight_of = |service: String| {
                     split.data["spec"]["backends"]
@@ -119,17 +100,9 @@ impl Router for SmiRouter {
         Box::pin(async move {
             let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
             let owner = serde_json::to_value(owner).map_err(Error::Serialize)?;
+            let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
             let split = self.traffic_split(canary, owner, routes)?;
-            let object: DynamicObject = serde_json::from_value(split).map_err(Error::Serialize)?;
-            self.api(canary)?
-                .patch(
-                    canary.spec.service_name(),
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&object),
-                )
-                .await
-                .map_err(|e| self.missing_crd(e))?;
-            Ok(())
+            self.traffic_splits.apply(&self.client, &namespace, split).await
         })
     }
 

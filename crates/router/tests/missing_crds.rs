@@ -56,13 +56,7 @@ async fn istio_names_its_crds(env: &TestEnv, canary: &Canary) {
         .await
         .expect_err("no Istio CRDs");
     assert!(
-        matches!(
-            error,
-            Error::MissingCrd {
-                crd: "destinationrules.networking.istio.io",
-                ..
-            }
-        ),
+        matches!(&error, Error::MissingCrd { crd, .. } if crd == "destinationrules.networking.istio.io"),
         "{error:?}"
     );
     assert_eq!(error.reason(), "MissingCrd");
@@ -72,13 +66,7 @@ async fn istio_names_its_crds(env: &TestEnv, canary: &Canary) {
     );
     let error = router.get_routes(&canary).await.expect_err("no Istio CRDs");
     assert!(
-        matches!(
-            error,
-            Error::MissingCrd {
-                crd: "virtualservices.networking.istio.io",
-                ..
-            }
-        ),
+        matches!(&error, Error::MissingCrd { crd, .. } if crd == "virtualservices.networking.istio.io"),
         "{error:?}"
     );
 }

@@ -2,11 +2,14 @@
 //! and buckets) for the pods of the workloads a test names, with the labels serin's builtin
 //! queries select on (`kubernetes_namespace`, `kubernetes_pod_name`, `status`), and the same
 //! requests as an Istio sidecar reports them (`istio_requests_total`,
-//! `istio_request_duration_milliseconds_bucket`, `reporter="destination"`), as Linkerd's proxy
-//! does (`response_total`, `response_latency_ms_bucket`, `direction="inbound"`), as OSM's
-//! Envoy does (`osm_request_total`, `osm_request_duration_ms_bucket`) and, for a workload
-//! that is not a primary, as Gloo's Envoy reports its canary Upstream (`envoy_cluster_upstream_rq`,
-//! `envoy_cluster_upstream_rq_time_bucket`, for Service port 9898) and as ingress-nginx reports the requests its canary routing sent there
+//! `istio_request_duration_milliseconds_bucket`, `reporter="destination"`), as App Mesh's
+//! Envoy sidecar does per pod (`envoy_cluster_upstream_rq`,
+//! `envoy_cluster_upstream_rq_time_bucket`), as Linkerd's proxy does (`response_total`,
+//! `response_latency_ms_bucket`, `direction="inbound"`), as OSM's Envoy does
+//! (`osm_request_total`, `osm_request_duration_ms_bucket`) and, for a workload that is not a
+//! primary, as Gloo's Envoy reports its canary Upstream (`envoy_cluster_upstream_rq`,
+//! `envoy_cluster_upstream_rq_time_bucket`, for Service port 9898) and as ingress-nginx reports
+//! the requests its canary routing sent there
 //! (`nginx_ingress_controller_requests` and `..._response_duration_seconds_{sum,count}`, with
 //! `ingress` the workload's name, so tests name the Ingress after the target). Counters grow at
 //! the request rate, error ratio and latency the test sets, as a real app's would.
@@ -183,6 +186,15 @@ async fn exposition(State(workloads): State<Workloads>) -> String {
             "status",
             ["200", "500"],
         );
+        // App Mesh's Envoy sidecar, scraped per pod.
+        series.counters(
+            &mut out,
+            "envoy_cluster_upstream_rq",
+            &http,
+            "envoy_response_code",
+            ["200", "500"],
+        );
+        series.histogram(&mut out, "envoy_cluster_upstream_rq_time_bucket", &http, 1000.0);
         let istio = format!(
             "reporter=\"destination\",destination_workload_namespace=\"{namespace}\",destination_workload=\"{workload}\""
         );

@@ -188,7 +188,7 @@ pub fn report(flagger: &Trace, serin: &Trace) -> String {
 }
 
 /// The weights of each rule's backends (an HTTPRoute's `backendRefs`, a VirtualService route's
-/// `route`, a RouteTable route's destinations), e.g. `[0/100 50/50]`, or a canary Ingress's `canary-weight` (`w30`, `w0+match` in
+/// `route`, a RouteTable route's destinations, a VirtualRouter route's targets), e.g. `[0/100 50/50]`, or a canary Ingress's `canary-weight` (`w30`, `w0+match` in
 /// A/B testing).
 fn weights(rules: &serde_json::Value) -> String {
     if let Some(annotations) = rules.get("annotations") {
@@ -222,6 +222,8 @@ fn weights(rules: &serde_json::Value) -> String {
                 &rule["backendRefs"]
             } else if rule.get("routeAction").is_some() {
                 &rule["routeAction"]["multi"]["destinations"]
+            } else if rule.get("httpRoute").is_some() {
+                &rule["httpRoute"]["action"]["weightedTargets"]
             } else {
                 &rule["route"]
             };

@@ -277,6 +277,13 @@ pub fn all() -> Vec<Scenario> {
             json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 40 }),
         ),
         scenario("gloo-ab-testing", "gloo", ab_testing()),
+        // App Mesh v1beta2: VirtualNodes before the primary, VirtualRouters and VirtualServices.
+        scenario(
+            "appmesh-progressive",
+            "appmesh:v1beta2",
+            json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 40 }),
+        ),
+        scenario("appmesh-ab-testing", "appmesh:v1beta2", ab_testing()),
         scenario(
             "osm-progressive",
             "osm",

@@ -54,6 +54,9 @@ impl Side {
             "trafficsplits.split.smi-spec.io",
             "gateway.solo.io_v1_RouteTable",
             "gloo.solo.io_v1_Upstream",
+            "appmesh.k8s.aws_virtualnodes",
+            "appmesh.k8s.aws_virtualrouters",
+            "appmesh.k8s.aws_virtualservices",
         ] {
             env.install_testdata_crd(crd)
                 .await

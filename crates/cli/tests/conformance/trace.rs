@@ -48,8 +48,8 @@ pub struct Trace {
     /// (`type: name.namespace checksum {fields}`).
     pub payloads: std::collections::BTreeSet<String>,
     /// The HTTPRoute's rules, the VirtualService's HTTP routes, the canary Ingress's
-    /// ingress-nginx annotations and rules, the TrafficSplit's spec or the RouteTable's routes, each
-    /// change once.
+    /// ingress-nginx annotations and rules, the TrafficSplit's spec, the RouteTable's or the apex
+    /// VirtualRouter's routes, each change once.
     pub routes: Vec<Value>,
     /// `lastAppliedSpec lastPromotedSpec trackedConfigs` of the status, each change once: the
     /// hashes are the same on both sides, so that each operator can take over the other's.
@@ -87,7 +87,7 @@ type RoutingObject = (
     &'static str,
     fn(&DynamicObject) -> Option<Value>,
 );
-const ROUTING_OBJECTS: [RoutingObject; 4] = [
+const ROUTING_OBJECTS: [RoutingObject; 5] = [
     ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes", |o| {
         Some(o.data["spec"]["rules"].clone())
     }),
@@ -102,6 +102,9 @@ const ROUTING_OBJECTS: [RoutingObject; 4] = [
         Some(o.data["spec"].clone())
     }),
     ("gateway.solo.io", "v1", "RouteTable", "routetables", |o| {
+        Some(o.data["spec"]["routes"].clone())
+    }),
+    ("appmesh.k8s.aws", "v1beta2", "VirtualRouter", "virtualrouters", |o| {
         Some(o.data["spec"]["routes"].clone())
     }),
 ];

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{DynamicObject, PostParams};
 use libtest_mimic::Failed;
 use serde_json::{Value, json};
 use serin_api::Phase;
@@ -14,17 +14,12 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
 use crate::support::{
-    Cluster, create_canary, create_deployment, ensure, ensure_builtin_checks_passed, ensure_rolled_back, example,
-    kubectl, set_image, wait_for_event, wait_for_phase, weights_until,
+    Cluster, create_canary, create_deployment, custom_api, ensure, ensure_builtin_checks_passed,
+    ensure_promoted_in_steps, ensure_rolled_back, example, kubectl, set_image, wait_for_event, wait_for_phase,
 };
 
 fn gloo(cluster: &Cluster, namespace: &str, group: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk(group, "v1", kind);
-    Api::namespaced_with(
-        cluster.client(),
-        namespace,
-        &ApiResource::from_gvk_with_plural(&gvk, plural),
-    )
+    custom_api(cluster, namespace, (group, "v1", kind, plural))
 }
 
 fn route_tables(cluster: &Cluster, namespace: &str) -> Api<DynamicObject> {
@@ -125,15 +120,10 @@ pub async fn gloo_canary_steps_through_weights_and_rolls_back(cluster: Arc<Clust
     let name = "cart";
     canary_on_gloo(&cluster, &namespace, name, json!({})).await?;
     wait_for_phase(&cluster, &namespace, name, Phase::Initialized).await?;
-    set_image(&cluster, &namespace, name, "cart:2").await?;
-    let seen = weights_until(&cluster, &namespace, name, Phase::Succeeded, || {
+    ensure_promoted_in_steps(&cluster, &namespace, name, "cart:2", || {
         weights(&cluster, &namespace, name)
     })
     .await?;
-    ensure(
-        seen == vec![(100, 0), (70, 30), (40, 60), (100, 0)],
-        format!("RouteTable weights {seen:?}"),
-    )?;
     ensure_builtin_checks_passed(&cluster, &namespace, name, "envoy_cluster_upstream_rq*").await?;
     ensure_rolled_back(&cluster, &namespace, name, "cart:3", || {
         weights(&cluster, &namespace, name)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Api;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{DeleteParams, DynamicObject, PostParams};
 use libtest_mimic::Failed;
 use serde_json::{Value, json};
 use serin_api::{Canary, Phase};
@@ -14,17 +14,12 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
 use crate::support::{
-    Cluster, create_canary, create_deployment, ensure, ensure_rolled_back, events_for, set_image, wait_for_phase,
-    weights_until,
+    Cluster, create_canary, create_deployment, custom_api, ensure, ensure_promoted_in_steps, ensure_rolled_back,
+    events_for, wait_for_phase,
 };
 
 fn istio(cluster: &Cluster, namespace: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1beta1", kind);
-    Api::namespaced_with(
-        cluster.client(),
-        namespace,
-        &ApiResource::from_gvk_with_plural(&gvk, plural),
-    )
+    custom_api(cluster, namespace, ("networking.istio.io", "v1beta1", kind, plural))
 }
 
 /// (primary, canary) weights of the VirtualService's last HTTP route.
@@ -116,15 +111,10 @@ pub async fn istio_canary_steps_through_weights(cluster: Arc<Cluster>) -> Result
         format!("VirtualService {spec}"),
     )?;
 
-    set_image(&cluster, &namespace, name, "podinfo:2").await?;
-    let seen = weights_until(&cluster, &namespace, name, Phase::Succeeded, || {
+    ensure_promoted_in_steps(&cluster, &namespace, name, "podinfo:2", || {
         weights(&cluster, &namespace, name)
     })
     .await?;
-    ensure(
-        seen == vec![(100, 0), (70, 30), (40, 60), (100, 0)],
-        format!("VirtualService weights {seen:?}"),
-    )?;
     // Istio's builtin queries ran against the sidecar metrics the traffic source exposes.
     let events = events_for(&cluster, &namespace, name).await?;
     ensure(

@@ -3,6 +3,7 @@
 //! in its own namespace, as canaries share an operator in real clusters.
 
 mod analysis;
+mod appmesh;
 mod configs;
 mod gates;
 mod gloo;
@@ -79,6 +80,8 @@ fn main() -> ExitCode {
         gloo::gloo_canary_steps_through_weights_and_rolls_back,
         gloo::gloo_ab_testing_matches_headers,
         gloo::a_gloo_upstream_template_is_copied_once_it_exists,
+        appmesh::app_mesh_canary_steps_through_weights_and_rolls_back,
+        appmesh::app_mesh_ab_testing_routes_by_header,
     ];
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -14,16 +14,15 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
 use crate::support::{
-    Cluster, create_canary, create_deployment, ensure, ensure_builtin_checks_passed, ensure_rolled_back, example,
-    kubectl, set_image, wait_for_event, wait_for_phase, weights_until,
+    Cluster, create_canary, create_deployment, custom_api, ensure, ensure_builtin_checks_passed,
+    ensure_promoted_in_steps, ensure_rolled_back, example, kubectl, set_image, wait_for_event, wait_for_phase,
 };
 
 fn traffic_splits(cluster: &Cluster, namespace: &str, version: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("split.smi-spec.io", version, "TrafficSplit");
-    Api::namespaced_with(
-        cluster.client(),
+    custom_api(
+        cluster,
         namespace,
-        &ApiResource::from_gvk_with_plural(&gvk, "trafficsplits"),
+        ("split.smi-spec.io", version, "TrafficSplit", "trafficsplits"),
     )
 }
 
@@ -86,15 +85,10 @@ async fn steps_through_weights(cluster: &Cluster, provider: &str, version: &str,
     )
     .await?;
     wait_for_phase(cluster, &namespace, name, Phase::Initialized).await?;
-    set_image(cluster, &namespace, name, &format!("{name}:2")).await?;
-    let seen = weights_until(cluster, &namespace, name, Phase::Succeeded, || {
+    ensure_promoted_in_steps(cluster, &namespace, name, &format!("{name}:2"), || {
         weights(cluster, &namespace, name, version)
     })
     .await?;
-    ensure(
-        seen == vec![(100, 0), (70, 30), (40, 60), (100, 0)],
-        format!("{provider}: TrafficSplit {version} weights {seen:?}"),
-    )?;
     ensure_builtin_checks_passed(cluster, &namespace, name, provider).await
 }
 

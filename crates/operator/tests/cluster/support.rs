@@ -43,6 +43,9 @@ pub async fn start_cluster(options: Options) -> Result<Cluster, serin_testenv::E
         "trafficsplits.split.smi-spec.io",
         "gateway.solo.io_v1_RouteTable",
         "gloo.solo.io_v1_Upstream",
+        "appmesh.k8s.aws_virtualnodes",
+        "appmesh.k8s.aws_virtualrouters",
+        "appmesh.k8s.aws_virtualservices",
     ] {
         env.install_testdata_crd(crd).await?;
     }
@@ -400,5 +403,40 @@ pub async fn ensure_builtin_checks_passed(
             })
         }),
         format!("both builtin checks passed on {series}"),
+    )
+}
+
+/// The objects of a custom kind (a provider's routing objects) in `namespace`.
+pub fn custom_api(
+    env: &TestEnv,
+    namespace: &str,
+    (group, version, kind, plural): (&str, &str, &str, &str),
+) -> Api<kube::api::DynamicObject> {
+    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+    Api::namespaced_with(
+        env.client(),
+        namespace,
+        &kube::api::ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+}
+
+/// A new revision (`image`) of a healthy canary is promoted through 30 % and 60 %: the weights the
+/// routing object holds (as `weights` reads it) at every step.
+pub async fn ensure_promoted_in_steps<F, Fut>(
+    env: &TestEnv,
+    namespace: &str,
+    name: &str,
+    image: &str,
+    weights: F,
+) -> Result<(), Failed>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<(i64, i64)>>,
+{
+    set_image(env, namespace, name, image).await?;
+    let seen = weights_until(env, namespace, name, Phase::Succeeded, weights).await?;
+    ensure(
+        seen == vec![(100, 0), (70, 30), (40, 60), (100, 0)],
+        format!("weights {seen:?}, expected 100/0 → 70/30 → 40/60 → 100/0"),
     )
 }
