@@ -45,6 +45,12 @@ pub enum Error {
     IngressBackendNotFound { ingress: String, service: String },
     #[error("spec.upstreamRef names Upstream {name}, which does not exist: create it or fix spec.upstreamRef")]
     UpstreamNotFound { name: String },
+    #[error("provider {provider} is not supported: {why}; use {replacement}")]
+    RetiredProvider {
+        provider: &'static str,
+        why: &'static str,
+        replacement: &'static str,
+    },
     #[error(
         "provider {0} is not supported by this serin version; use kubernetes, istio, linkerd, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, nginx, gloo, appmesh:v1beta2, gatewayapi:v1 or gatewayapi:v1beta1"
     )]
@@ -58,7 +64,7 @@ impl Error {
             Error::MissingNamespace => "MissingNamespace",
             Error::MissingUid => "MissingUid",
             Error::Serialize(_) => "InvalidObject",
-            Error::UnsupportedProvider(_) => "UnsupportedProvider",
+            Error::UnsupportedProvider(_) | Error::RetiredProvider { .. } => "UnsupportedProvider",
             Error::MissingCrd { .. } => "MissingCrd",
             Error::MissingIngressRef => "MissingIngressRef",
             Error::IngressNotFound { .. } => "IngressNotFound",
@@ -73,6 +79,7 @@ impl Error {
         matches!(
             self,
             Error::UnsupportedProvider(_)
+                | Error::RetiredProvider { .. }
                 | Error::MissingCrd { .. }
                 | Error::MissingIngressRef
                 | Error::IngressNotFound { .. }
@@ -243,6 +250,11 @@ pub fn for_provider(provider: Provider, client: &Client, settings: &Settings) ->
         Provider::SmiV1alpha3 => Ok(Box::new(smi::SmiRouter::new(client.clone(), "v1alpha3", "SMI"))),
         Provider::Gloo => Ok(Box::new(gloo::GlooRouter::new(client.clone()))),
         Provider::AppMeshV1beta2 => Ok(Box::new(appmesh::AppMeshRouter::new(client.clone()))),
+        Provider::AppMesh => Err(Error::RetiredProvider {
+            provider: "appmesh",
+            why: "it writes App Mesh's v1beta1 API, served only by App Mesh controllers before v1.0, whose CRDs (apiextensions.k8s.io/v1beta1, non-structural) Kubernetes 1.22 and later cannot install",
+            replacement: "appmesh:v1beta2 with App Mesh controller v1",
+        }),
         Provider::Nginx => Ok(Box::new(nginx::NginxRouter::new(
             client.clone(),
             settings.ingress_annotations_prefix.clone(),

@@ -70,3 +70,22 @@ async fn istio_names_its_crds(env: &TestEnv, canary: &Canary) {
         "{error:?}"
     );
 }
+
+#[test]
+fn app_mesh_v1beta1_is_refused_with_its_replacement() {
+    let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a URI"));
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let _entered = runtime.enter();
+    let client = kube::Client::try_from(config).expect("a client");
+    let Err(error) = for_provider(Provider::AppMesh, &client, &Settings::default()) else {
+        panic!("appmesh (v1beta1) has no router");
+    };
+    assert!(error.is_user_error());
+    assert_eq!(error.reason(), "UnsupportedProvider");
+    assert!(
+        error
+            .to_string()
+            .ends_with("use appmesh:v1beta2 with App Mesh controller v1"),
+        "{error}"
+    );
+}

@@ -285,6 +285,11 @@ pub fn all() -> Vec<Scenario> {
         ),
         scenario("appmesh-ab-testing", "appmesh:v1beta2", ab_testing()),
         scenario(
+            "smi-v1alpha3-progressive",
+            "smi:v1alpha3",
+            json!({ "interval": "10s", "threshold": 2, "stepWeight": 20, "maxWeight": 40 }),
+        ),
+        scenario(
             "osm-progressive",
             "osm",
             json!({ "interval": "10s", "threshold": 2, "stepWeights": [10, 40] }),

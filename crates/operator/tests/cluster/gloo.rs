@@ -14,8 +14,8 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
 use crate::support::{
-    Cluster, create_canary, create_deployment, custom_api, ensure, ensure_builtin_checks_passed,
-    ensure_promoted_in_steps, ensure_rolled_back, example, kubectl, set_image, wait_for_event, wait_for_phase,
+    Cluster, apply_tutorial, create_canary, create_deployment, custom_api, ensure, ensure_builtin_checks_passed,
+    ensure_promoted_in_steps, ensure_rolled_back, set_image, wait_for_event, wait_for_phase,
 };
 
 fn gloo(cluster: &Cluster, namespace: &str, group: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
@@ -69,11 +69,7 @@ async fn canary_on_gloo(cluster: &Cluster, namespace: &str, name: &str, extra: V
 /// RouteTable with all traffic on the primary, all owned by the Canary.
 pub async fn the_gloo_tutorial_initializes_upstreams_and_a_route_table(cluster: Arc<Cluster>) -> Result<(), Failed> {
     let namespace = cluster.namespace("gloo-tutorial").await?;
-    for file in ["podinfo/deployment.yaml", "podinfo/hpa.yaml", "gloo/canary.yaml"] {
-        let path = example(file).display().to_string();
-        let (ok, _, stderr) = kubectl(&cluster, &["apply", "-n", &namespace, "-f", &path]).await?;
-        ensure(ok, format!("kubectl apply {file}: {stderr}"))?;
-    }
+    apply_tutorial(&cluster, &namespace, &["gloo/canary.yaml"], None).await?;
     let canary = wait_for_phase(&cluster, &namespace, "podinfo", Phase::Initialized).await?;
     let uid = canary.metadata.uid.clone().unwrap_or_default();
     for (side, service, pods) in [

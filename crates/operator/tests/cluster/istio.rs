@@ -14,8 +14,8 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
 use crate::support::{
-    Cluster, create_canary, create_deployment, custom_api, ensure, ensure_promoted_in_steps, ensure_rolled_back,
-    events_for, wait_for_phase,
+    Cluster, apply_tutorial, create_canary, create_deployment, custom_api, ensure, ensure_promoted_in_steps,
+    ensure_rolled_back, events_for, wait_for_phase,
 };
 
 fn istio(cluster: &Cluster, namespace: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
@@ -197,4 +197,37 @@ pub async fn an_existing_virtual_service_is_adopted_and_given_back(cluster: Arc<
     })
     .await;
     ensure(restored.is_ok(), "the VirtualService has its original spec again")
+}
+
+/// Flagger's Istio tutorial Canary (its Flagger runs with -mesh-provider=istio) initializes: the
+/// VirtualService on the tutorial's gateway and host with its retries, the DestinationRules
+/// with its TLS mode.
+pub async fn the_istio_tutorial_initializes_a_virtual_service(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("istio-tutorial").await?;
+    apply_tutorial(&cluster, &namespace, &["istio/canary.yaml"], Some("istio")).await?;
+    wait_for_phase(&cluster, &namespace, "podinfo", Phase::Initialized).await?;
+    let service = istio(&cluster, &namespace, "VirtualService", "virtualservices")
+        .get("podinfo")
+        .await
+        .map_err(|e| format!("the VirtualService: {e}"))?;
+    let spec = &service.data["spec"];
+    ensure(
+        spec["gateways"] == json!(["istio-system/public-gateway"])
+            && spec["hosts"] == json!(["app.example.com", "podinfo"])
+            && spec["http"][0]["retries"]
+                == json!({ "attempts": 3, "perTryTimeout": "1s", "retryOn": "gateway-error,connect-failure,refused-stream" }),
+        format!("the VirtualService: {spec}"),
+    )?;
+    let rule = istio(&cluster, &namespace, "DestinationRule", "destinationrules")
+        .get("podinfo-primary")
+        .await
+        .map_err(|e| format!("the primary's DestinationRule: {e}"))?;
+    ensure(
+        rule.data["spec"]["trafficPolicy"] == json!({ "tls": { "mode": "DISABLE" } }),
+        format!("the primary's DestinationRule: {}", rule.data["spec"]),
+    )?;
+    ensure(
+        weights(&cluster, &namespace, "podinfo").await == Some((100, 0)),
+        "all traffic to the primary",
+    )
 }

@@ -15,8 +15,8 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
 use crate::support::{
-    Cluster, create_canary, create_deployment, ensure, ensure_builtin_checks_passed, ensure_promoted_in_steps,
-    ensure_rolled_back, example, kubectl, set_image, wait_for_event, wait_for_message, wait_for_phase,
+    Cluster, apply_tutorial, create_canary, create_deployment, ensure, ensure_builtin_checks_passed,
+    ensure_promoted_in_steps, ensure_rolled_back, set_image, wait_for_event, wait_for_message, wait_for_phase,
 };
 
 const PREFIX: &str = "nginx.ingress.kubernetes.io";
@@ -87,16 +87,7 @@ async fn canary_with(cluster: &Cluster, namespace: &str, name: &str, analysis: V
 /// labels and annotations, the canary annotations at weight 0, and the Canary as owner.
 pub async fn the_nginx_tutorial_initializes_a_canary_ingress(cluster: Arc<Cluster>) -> Result<(), Failed> {
     let namespace = cluster.namespace("nginx-tutorial").await?;
-    for file in [
-        "podinfo/deployment.yaml",
-        "podinfo/hpa.yaml",
-        "nginx/ingress.yaml",
-        "nginx/canary.yaml",
-    ] {
-        let path = example(file).display().to_string();
-        let (ok, _, stderr) = kubectl(&cluster, &["apply", "-n", &namespace, "-f", &path]).await?;
-        ensure(ok, format!("kubectl apply {file}: {stderr}"))?;
-    }
+    apply_tutorial(&cluster, &namespace, &["nginx/ingress.yaml", "nginx/canary.yaml"], None).await?;
     let initialized = wait_for_phase(&cluster, &namespace, "podinfo", Phase::Initialized).await?;
     let ingresses = Api::<Ingress>::namespaced(cluster.client(), &namespace);
     let canary_ingress = ingresses

@@ -14,8 +14,8 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
 use crate::support::{
-    Cluster, create_canary, create_deployment, custom_api, ensure, ensure_builtin_checks_passed,
-    ensure_promoted_in_steps, ensure_rolled_back, example, kubectl, set_image, wait_for_event, wait_for_phase,
+    Cluster, apply_tutorial, create_canary, create_deployment, custom_api, ensure, ensure_builtin_checks_passed,
+    ensure_promoted_in_steps, ensure_rolled_back, set_image, wait_for_event, wait_for_phase,
 };
 
 fn traffic_splits(cluster: &Cluster, namespace: &str, version: &str) -> Api<DynamicObject> {
@@ -168,26 +168,14 @@ pub async fn the_linkerd_tutorial_initializes_an_http_route_on_the_service(
     cluster: Arc<Cluster>,
 ) -> Result<(), Failed> {
     let namespace = cluster.namespace("linkerd-tutorial").await?;
-    let tutorial = std::fs::read_to_string(example("linkerd/canary.yaml"))
-        .map_err(|e| format!("examples/linkerd/canary.yaml: {e}"))?
-        .replace("NAMESPACE", &namespace)
-        // What the tutorial's Flagger install sets with -mesh-provider=gatewayapi:v1beta1.
-        .replace(
-            "spec:\n  # deployment reference",
-            "spec:\n  provider: gatewayapi:v1beta1\n  # deployment reference",
-        );
-    let manifest = std::env::temp_dir().join(format!("serin-{namespace}-canary.yaml"));
-    std::fs::write(&manifest, tutorial).map_err(|e| format!("{}: {e}", manifest.display()))?;
-    for path in [
-        example("podinfo/deployment.yaml"),
-        example("podinfo/hpa.yaml"),
-        manifest.clone(),
-    ] {
-        let path = path.display().to_string();
-        let (ok, _, stderr) = kubectl(&cluster, &["apply", "-n", &namespace, "-f", &path]).await?;
-        ensure(ok, format!("kubectl apply {path}: {stderr}"))?;
-    }
-    let _ = std::fs::remove_file(&manifest);
+    // The tutorial's Flagger install sets -mesh-provider=gatewayapi:v1beta1.
+    apply_tutorial(
+        &cluster,
+        &namespace,
+        &["linkerd/canary.yaml"],
+        Some("gatewayapi:v1beta1"),
+    )
+    .await?;
     wait_for_phase(&cluster, &namespace, "podinfo", Phase::Initialized).await?;
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1beta1", "HTTPRoute");
     let routes: Api<DynamicObject> = Api::namespaced_with(

@@ -440,3 +440,44 @@ where
         format!("weights {seen:?}, expected 100/0 → 70/30 → 40/60 → 100/0"),
     )
 }
+
+/// Applies the podinfo Deployment and HPA and Flagger's tutorial manifests `files` (under
+/// examples/) to `namespace`, unchanged but for the namespace (`NAMESPACE` in a file) and, for
+/// a tutorial whose Flagger install sets `-mesh-provider`, that provider on the Canary.
+pub async fn apply_tutorial(
+    env: &TestEnv,
+    namespace: &str,
+    files: &[&str],
+    provider: Option<&str>,
+) -> Result<(), Failed> {
+    let mut paths = vec![example("podinfo/deployment.yaml"), example("podinfo/hpa.yaml")];
+    let mut written = Vec::new();
+    for file in files {
+        let mut text = std::fs::read_to_string(example(file))
+            .map_err(|e| format!("examples/{file}: {e}"))?
+            .replace("NAMESPACE", namespace);
+        if let Some(provider) = provider {
+            text = text.replace(
+                "kind: Canary\nmetadata:\n  name: podinfo\nspec:\n",
+                &format!("kind: Canary\nmetadata:\n  name: podinfo\nspec:\n  provider: {provider}\n"),
+            );
+        }
+        let path = std::env::temp_dir().join(format!("serin-{namespace}-{}", file.replace('/', "-")));
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        written.push(path.clone());
+        paths.push(path);
+    }
+    let mut result = Ok(());
+    for path in &paths {
+        let path = path.display().to_string();
+        let (ok, _, stderr) = kubectl(env, &["apply", "-n", namespace, "-f", &path]).await?;
+        if !ok {
+            result = Err(format!("kubectl apply {path}: {stderr}").into());
+            break;
+        }
+    }
+    for path in written {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
