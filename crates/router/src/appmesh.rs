@@ -100,29 +100,36 @@ impl Router for AppMeshRouter {
                 let object = named(&node, node_metadata.clone(), spec);
                 self.virtual_nodes.apply(&self.client, &namespace, object).await?;
             }
-            let owned = json!({ "ownerReferences": [owner] });
             let canary_router = canary_service_name(name);
-            for (router, spec) in [
-                (name.to_string(), virtual_router_spec(canary, routes)),
-                (canary_router.clone(), canary_router_spec(canary)),
-            ] {
-                let object = named(&router, owned.clone(), spec);
-                self.virtual_routers.apply(&self.client, &namespace, object).await?;
-                let mut metadata = owned.clone();
-                if router == name {
-                    metadata["annotations"] = json!(gateway_annotations(&canary.spec));
-                }
-                let service = json!({ "provider": { "virtualRouter": { "virtualRouterRef": { "name": router } } } });
-                let object = named(&router, metadata, service);
-                self.virtual_services.apply(&self.client, &namespace, object).await?;
-            }
-            Ok(())
+            let service =
+                |router: &str| json!({ "provider": { "virtualRouter": { "virtualRouterRef": { "name": router } } } });
+            // The apex router and service may exist before the Canary: adopted, given back.
+            let apex_router = named(name, json!({}), virtual_router_spec(canary, routes));
+            self.virtual_routers
+                .apply_routing(&self.client, &namespace, canary, &owner, apex_router)
+                .await?;
+            let metadata = json!({ "annotations": gateway_annotations(&canary.spec) });
+            let apex_service = named(name, metadata, service(name));
+            self.virtual_services
+                .apply_routing(&self.client, &namespace, canary, &owner, apex_service)
+                .await?;
+            let owned = json!({ "ownerReferences": [owner] });
+            let object = named(&canary_router, owned.clone(), canary_router_spec(canary));
+            self.virtual_routers.apply(&self.client, &namespace, object).await?;
+            let object = named(&canary_router, owned, service(&canary_router));
+            self.virtual_services.apply(&self.client, &namespace, object).await
         })
     }
 
-    /// Everything is owned by the Canary; the apex Service routes by itself without it.
-    fn revert<'a>(&'a self, _canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async { Ok(()) })
+    /// An apex VirtualRouter or VirtualService the user had gets its spec back; what serin
+    /// created is owned by the Canary and goes with it.
+    fn revert<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+            let name = canary.spec.service_name();
+            self.virtual_services.give_back(&self.client, &namespace, name).await?;
+            self.virtual_routers.give_back(&self.client, &namespace, name).await
+        })
     }
 
     fn ignored_fields(&self, spec: &CanarySpec) -> Vec<&'static str> {

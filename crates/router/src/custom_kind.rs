@@ -1,13 +1,18 @@
 //! A provider's custom resource kind, written with server-side apply, whose absence from the
-//! cluster is reported as the CRD to install.
+//! cluster is reported as the CRD to install; a routing object that existed before the Canary is
+//! taken over without an owner and given back.
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 use serin_api::Canary;
 use serin_core::naming::FIELD_MANAGER;
 
 use super::Error;
+
+/// Where the spec an adopted object had before the Canary is kept (Flagger's annotation for the
+/// VirtualServices it takes over).
+pub const ORIGINAL_CONFIGURATION: &str = "flagger.kubernetes.app/original-configuration";
 
 pub struct CustomKind {
     pub resource: ApiResource,
@@ -69,5 +74,54 @@ impl CustomKind {
             .await
             .map_err(|e| self.error(e))?;
         Ok(())
+    }
+
+    /// Applies `object` as the Canary's routing object, owned by `owner`. One that exists without
+    /// the Canary among its owners was the user's: it is taken over without an owner (deleting
+    /// the Canary must not delete it) and its spec from before is kept in
+    /// ORIGINAL_CONFIGURATION for `give_back`.
+    pub async fn apply_routing(
+        &self,
+        client: &Client,
+        namespace: &str,
+        canary: &Canary,
+        owner: &Value,
+        mut object: Value,
+    ) -> Result<(), Error> {
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let uid = canary.metadata.uid.as_deref();
+        match self.get(client, namespace, &name).await? {
+            Some(existing) if !existing.owner_references().iter().any(|o| Some(o.uid.as_str()) == uid) => {
+                let original = existing
+                    .annotations()
+                    .get(ORIGINAL_CONFIGURATION)
+                    .cloned()
+                    .unwrap_or_else(|| existing.data["spec"].to_string());
+                object["metadata"]["annotations"][ORIGINAL_CONFIGURATION] = json!(original);
+            }
+            _ => object["metadata"]["ownerReferences"] = json!([owner]),
+        }
+        self.apply(client, namespace, object).await
+    }
+
+    /// Puts back the spec an adopted object `name` had before the Canary, and drops what serin
+    /// set on it; one serin created is owned by the Canary and goes with it.
+    pub async fn give_back(&self, client: &Client, namespace: &str, name: &str) -> Result<(), Error> {
+        let Some(existing) = self.get(client, namespace, name).await? else {
+            return Ok(());
+        };
+        let Some(original) = existing
+            .annotations()
+            .get(ORIGINAL_CONFIGURATION)
+            .and_then(|a| serde_json::from_str::<Value>(a).ok())
+        else {
+            return Ok(());
+        };
+        self.apply(
+            client,
+            namespace,
+            json!({ "metadata": { "name": name }, "spec": original }),
+        )
+        .await
     }
 }

@@ -132,20 +132,26 @@ impl Router for GlooRouter {
             let table = json!({
                 "metadata": {
                     "name": name,
-                    "ownerReferences": [owner],
                     "labels": apex.and_then(|a| a.labels.clone()).unwrap_or_default(),
                     "annotations": annotations,
                 },
                 "spec": route_table_spec(canary, &namespace, routes),
             });
-            self.route_tables.apply(&self.client, &namespace, table).await
+            self.route_tables
+                .apply_routing(&self.client, &namespace, canary, &owner, table)
+                .await
         })
     }
 
-    /// The RouteTable and Upstreams are owned by the Canary; the user's VirtualService is not
-    /// serin's to change.
-    fn revert<'a>(&'a self, _canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async { Ok(()) })
+    /// A RouteTable the user had gets its spec back; the Upstreams and a RouteTable serin created
+    /// are owned by the Canary and go with it. The user's Gloo VirtualService is not serin's.
+    fn revert<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+            self.route_tables
+                .give_back(&self.client, &namespace, canary.spec.service_name())
+                .await
+        })
     }
 
     fn ignored_fields(&self, spec: &CanarySpec) -> Vec<&'static str> {

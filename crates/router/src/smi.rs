@@ -43,8 +43,7 @@ impl SmiRouter {
         }
     }
 
-    fn traffic_split(&self, canary: &Canary, owner: Value, routes: &Routes) -> Result<Value, Error> {
-        let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+    fn traffic_split(&self, canary: &Canary, routes: &Routes) -> Value {
         let name = canary.spec.service_name();
         let service = canary
             .spec
@@ -53,10 +52,8 @@ impl SmiRouter {
             .as_ref()
             .and_then(|hosts| hosts.first())
             .map_or(name, String::as_str);
-        Ok(json!({
-            "apiVersion": self.traffic_splits.resource.api_version,
-            "kind": "TrafficSplit",
-            "metadata": { "name": name, "namespace": namespace, "ownerReferences": [owner] },
+        json!({
+            "metadata": { "name": name },
             "spec": {
                 "service": service,
                 "backends": [
@@ -64,7 +61,7 @@ impl SmiRouter {
                     { "service": primary_name(name), "weight": self.weight(routes.primary) },
                 ],
             },
-        }))
+        })
     }
 }
 
@@ -101,14 +98,22 @@ impl Router for SmiRouter {
             let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
             let owner = serde_json::to_value(owner).map_err(Error::Serialize)?;
             let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
-            let split = self.traffic_split(canary, owner, routes)?;
-            self.traffic_splits.apply(&self.client, &namespace, split).await
+            let split = self.traffic_split(canary, routes);
+            self.traffic_splits
+                .apply_routing(&self.client, &namespace, canary, &owner, split)
+                .await
         })
     }
 
-    /// The TrafficSplit is owned by the Canary; the apex Service routes on its own without it.
-    fn revert<'a>(&'a self, _canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async { Ok(()) })
+    /// A TrafficSplit the user had gets its spec back; one serin created is owned by the Canary
+    /// and goes with it (the apex Service routes by itself then).
+    fn revert<'a>(&'a self, canary: &'a Canary) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
+            self.traffic_splits
+                .give_back(&self.client, &namespace, canary.spec.service_name())
+                .await
+        })
     }
 
     fn ignored_fields(&self, spec: &CanarySpec) -> Vec<&'static str> {
@@ -164,14 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn v1alpha1_weights_are_quantities_and_the_first_host_is_the_service() {
-        let split = router("v1alpha1")
-            .traffic_split(
-                &canary(json!(["podinfo.test.svc"])),
-                json!({}),
-                &Routes::weights(70, 30),
-            )
-            .expect("a TrafficSplit");
-        assert_eq!(split["apiVersion"], "split.smi-spec.io/v1alpha1");
+        let split = router("v1alpha1").traffic_split(&canary(json!(["podinfo.test.svc"])), &Routes::weights(70, 30));
         assert_eq!(
             split["spec"],
             json!({ "service": "podinfo.test.svc", "backends": [
@@ -183,9 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn later_versions_write_integers_for_the_apex_service() {
-        let split = router("v1alpha3")
-            .traffic_split(&canary(json!(null)), json!({}), &Routes::all_to_primary())
-            .expect("a TrafficSplit");
+        let split = router("v1alpha3").traffic_split(&canary(json!(null)), &Routes::all_to_primary());
         assert_eq!(split["spec"]["service"], "podinfo");
         assert_eq!(
             split["spec"]["backends"][1],

@@ -14,8 +14,9 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
 use crate::support::{
-    Cluster, apply_tutorial, create_canary, create_deployment, custom_api, ensure, ensure_builtin_checks_passed,
-    ensure_promoted_in_steps, ensure_rolled_back, set_image, wait_for_event, wait_for_phase,
+    Cluster, apply_tutorial, create_canary, create_deployment, custom_api, ensure, ensure_adopted_and_given_back,
+    ensure_builtin_checks_passed, ensure_promoted_in_steps, ensure_rolled_back, set_image, wait_for_event,
+    wait_for_phase,
 };
 
 fn gloo(cluster: &Cluster, namespace: &str, group: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
@@ -205,4 +206,31 @@ pub async fn a_gloo_upstream_template_is_copied_once_it_exists(cluster: Arc<Clus
             && spec["kube"]["serviceName"] == json!(format!("{name}-canary")),
         format!("the template's settings, the canary's Service: {spec}"),
     )
+}
+
+/// A RouteTable the user had is taken over without an owner and given back on deletion.
+pub async fn a_users_route_table_is_adopted_and_given_back(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("gloo-adopt").await?;
+    let name = "profile";
+    cluster.traffic.set(&namespace, name, Behaviour::healthy());
+    create_deployment(&cluster, &namespace, &deployment(name, &[("app", name)], 1)).await?;
+    let table = json!({
+        "apiVersion": "gateway.solo.io/v1", "kind": "RouteTable",
+        "metadata": { "name": name },
+        "spec": { "routes": [{ "routeAction": { "single": { "upstream": { "name": "profile-v1", "namespace": namespace } } } }] },
+    });
+    let canary = json!({
+        "metadata": { "name": name },
+        "spec": {
+            "provider": "gloo",
+            "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+            "service": { "port": 9898 },
+            "analysis": { "interval": "2s", "threshold": 2, "iterations": 1 },
+        }
+    });
+    let api = route_tables(&cluster, &namespace);
+    ensure_adopted_and_given_back(&cluster, &namespace, &api, table, canary, || async {
+        weights(&cluster, &namespace, name).await.map(|(primary, _)| primary)
+    })
+    .await
 }

@@ -77,10 +77,12 @@ fn main() -> ExitCode {
         smi::smi_v1alpha3_canary_steps_through_weights,
         smi::smi_ab_testing_keeps_traffic_on_the_primary,
         smi::the_linkerd_tutorial_initializes_an_http_route_on_the_service,
+        smi::a_users_traffic_split_is_adopted_and_given_back,
         gloo::the_gloo_tutorial_initializes_upstreams_and_a_route_table,
         gloo::gloo_canary_steps_through_weights_and_rolls_back,
         gloo::gloo_ab_testing_matches_headers,
         gloo::a_gloo_upstream_template_is_copied_once_it_exists,
+        gloo::a_users_route_table_is_adopted_and_given_back,
         appmesh::app_mesh_canary_steps_through_weights_and_rolls_back,
         appmesh::app_mesh_ab_testing_routes_by_header,
     ];

@@ -14,8 +14,9 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::builtin_metrics;
 use crate::support::{
-    Cluster, apply_tutorial, create_canary, create_deployment, custom_api, ensure, ensure_builtin_checks_passed,
-    ensure_promoted_in_steps, ensure_rolled_back, set_image, wait_for_event, wait_for_phase,
+    Cluster, apply_tutorial, create_canary, create_deployment, custom_api, ensure, ensure_adopted_and_given_back,
+    ensure_builtin_checks_passed, ensure_promoted_in_steps, ensure_rolled_back, set_image, wait_for_event,
+    wait_for_phase,
 };
 
 fn traffic_splits(cluster: &Cluster, namespace: &str, version: &str) -> Api<DynamicObject> {
@@ -189,4 +190,33 @@ pub async fn the_linkerd_tutorial_initializes_an_http_route_on_the_service(
             == json!([{ "name": "podinfo", "namespace": namespace, "group": "core", "kind": "Service", "port": 9898 }]),
         format!("attached to the podinfo Service: {}", route.data["spec"]["parentRefs"]),
     )
+}
+
+/// A TrafficSplit the user had is taken over without an owner and given back on deletion.
+pub async fn a_users_traffic_split_is_adopted_and_given_back(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("smi-adopt").await?;
+    let name = "inventory";
+    cluster.traffic.set(&namespace, name, Behaviour::healthy());
+    create_deployment(&cluster, &namespace, &deployment(name, &[("app", name)], 1)).await?;
+    let split = json!({
+        "apiVersion": "split.smi-spec.io/v1alpha2", "kind": "TrafficSplit",
+        "metadata": { "name": name },
+        "spec": { "service": name, "backends": [{ "service": "inventory-v1", "weight": 100 }] },
+    });
+    let canary = json!({
+        "metadata": { "name": name },
+        "spec": {
+            "provider": "osm",
+            "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+            "service": { "port": 9898 },
+            "analysis": { "interval": "2s", "threshold": 2, "iterations": 1 },
+        }
+    });
+    let api = traffic_splits(&cluster, &namespace, "v1alpha2");
+    ensure_adopted_and_given_back(&cluster, &namespace, &api, split, canary, || async {
+        weights(&cluster, &namespace, name, "v1alpha2")
+            .await
+            .map(|(primary, _)| primary)
+    })
+    .await
 }

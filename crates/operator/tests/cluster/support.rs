@@ -481,3 +481,65 @@ pub async fn apply_tutorial(
     }
     result
 }
+
+/// A routing object `name` the user created before the Canary (`original` spec) is taken over
+/// without an owner with its spec kept, routes to the primary once initialized, and has its
+/// spec back (and still exists) after the Canary is deleted with `revertOnDeletion`. The Canary
+/// is `canary` (its `revertOnDeletion` set here); `primary_weight` reads the object's weight.
+pub async fn ensure_adopted_and_given_back<F, Fut>(
+    cluster: &Cluster,
+    namespace: &str,
+    api: &Api<kube::api::DynamicObject>,
+    object: serde_json::Value,
+    mut canary: serde_json::Value,
+    primary_weight: F,
+) -> Result<(), Failed>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<i64>>,
+{
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let original = object["spec"].clone();
+    let existing: kube::api::DynamicObject =
+        serde_json::from_value(object).map_err(|e| format!("the user's object: {e}"))?;
+    api.create(&PostParams::default(), &existing)
+        .await
+        .map_err(|e| format!("create the user's {name}: {e}"))?;
+    let canary_name = canary["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    canary["spec"]["revertOnDeletion"] = serde_json::json!(true);
+    create_canary(cluster, namespace, canary).await?;
+    wait_for_phase(cluster, namespace, &canary_name, Phase::Initialized).await?;
+    let adopted = api.get(&name).await.map_err(|e| e.to_string())?;
+    let kept = adopted
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("flagger.kubernetes.app/original-configuration"))
+        .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok());
+    ensure(
+        adopted.metadata.owner_references.as_ref().is_none_or(Vec::is_empty) && kept.as_ref() == Some(&original),
+        format!(
+            "{name} adopted without an owner, its spec kept: {:?} {kept:?}",
+            adopted.metadata.owner_references
+        ),
+    )?;
+    ensure(
+        primary_weight().await == Some(100),
+        format!("{name} routes to the primary once adopted"),
+    )?;
+    Api::<Canary>::namespaced(cluster.client(), namespace)
+        .delete(&canary_name, &kube::api::DeleteParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_for_gone::<Canary>(cluster, namespace, &canary_name).await?;
+    let given_back = api
+        .get(&name)
+        .await
+        .map_err(|e| format!("{name} after the Canary: {e}"))?;
+    let annotations = given_back.metadata.annotations.unwrap_or_default();
+    ensure(
+        given_back.data["spec"] == original
+            && !annotations.contains_key("flagger.kubernetes.app/original-configuration"),
+        format!("{name} has its spec back: {} {annotations:?}", given_back.data["spec"]),
+    )
+}
