@@ -231,3 +231,50 @@ pub async fn the_istio_tutorial_initializes_a_virtual_service(cluster: Arc<Clust
         "all traffic to the primary",
     )
 }
+
+/// A TCP service gets a TCP route matching its ports, and a delegate VirtualService has neither
+/// hosts nor gateways; Istio's CRDs accept both, and the TCP route's weights move with the steps.
+pub async fn istio_tcp_and_delegate_virtual_services_are_accepted(cluster: Arc<Cluster>) -> Result<(), Failed> {
+    let namespace = cluster.namespace("istio-tcp").await?;
+    let services = istio(&cluster, &namespace, "VirtualService", "virtualservices");
+    let tcp = "redis";
+    canary_with(
+        &cluster,
+        &namespace,
+        tcp,
+        json!({ "service": { "port": 6379, "appProtocol": "tcp", "match": [{ "port": 6379 }] } }),
+    )
+    .await?;
+    let delegate = "search";
+    canary_with(
+        &cluster,
+        &namespace,
+        delegate,
+        json!({ "service": { "port": 9898, "delegation": true } }),
+    )
+    .await?;
+    wait_for_phase(&cluster, &namespace, tcp, Phase::Initialized).await?;
+    wait_for_phase(&cluster, &namespace, delegate, Phase::Initialized).await?;
+    let delegated = services.get(delegate).await.map_err(|e| e.to_string())?;
+    let spec = &delegated.data["spec"];
+    ensure(
+        spec.get("hosts").is_none_or(|h| h == &json!([])) && spec.get("gateways").is_none_or(|g| g == &json!([])),
+        format!("the delegate has no hosts or gateways: {spec}"),
+    )?;
+    let tcp_weights = || async {
+        let service = services.get(tcp).await.ok()?;
+        let route = service.data["spec"]["tcp"][0].clone();
+        let weight = |host: &str| {
+            route["route"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|d| d["destination"]["host"] == json!(host))
+                .and_then(|d| d["weight"].as_i64())
+        };
+        (route["match"] == json!([{ "port": 6379 }]))
+            .then(|| Some((weight("redis-primary")?, weight("redis-canary")?)))
+            .flatten()
+    };
+    ensure_promoted_in_steps(&cluster, &namespace, tcp, "redis:2", tcp_weights).await
+}

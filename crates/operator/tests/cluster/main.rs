@@ -68,6 +68,7 @@ fn main() -> ExitCode {
         istio::istio_rollback_returns_traffic_to_the_primary,
         istio::an_existing_virtual_service_is_adopted_and_given_back,
         istio::the_istio_tutorial_initializes_a_virtual_service,
+        istio::istio_tcp_and_delegate_virtual_services_are_accepted,
         nginx::the_nginx_tutorial_initializes_a_canary_ingress,
         nginx::nginx_canary_steps_through_weights_and_rolls_back,
         nginx::nginx_ab_testing_routes_by_header_and_cookie,
