@@ -29,6 +29,11 @@ async fn weights(cluster: &Cluster, namespace: &str, name: &str) -> Option<(i64,
         .await
         .ok()?;
     let route = service.data["spec"]["http"].as_array()?.last()?.clone();
+    Some(route_weights(&route, name))
+}
+
+/// (primary, canary) weights of an HTTP or TCP route's destinations (0 for one it lacks).
+fn route_weights(route: &Value, name: &str) -> (i64, i64) {
     let weight = |host: String| {
         route["route"]
             .as_array()
@@ -38,7 +43,7 @@ async fn weights(cluster: &Cluster, namespace: &str, name: &str) -> Option<(i64,
             .and_then(|d| d["weight"].as_i64())
             .unwrap_or(0)
     };
-    Some((weight(format!("{name}-primary")), weight(format!("{name}-canary"))))
+    (weight(format!("{name}-primary")), weight(format!("{name}-canary")))
 }
 
 async fn canary_with(cluster: &Cluster, namespace: &str, name: &str, spec: Value) -> Result<(), Failed> {
@@ -264,17 +269,7 @@ pub async fn istio_tcp_and_delegate_virtual_services_are_accepted(cluster: Arc<C
     let tcp_weights = || async {
         let service = services.get(tcp).await.ok()?;
         let route = service.data["spec"]["tcp"][0].clone();
-        let weight = |host: &str| {
-            route["route"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|d| d["destination"]["host"] == json!(host))
-                .and_then(|d| d["weight"].as_i64())
-        };
-        (route["match"] == json!([{ "port": 6379 }]))
-            .then(|| Some((weight("redis-primary")?, weight("redis-canary")?)))
-            .flatten()
+        (route["match"] == json!([{ "port": 6379 }])).then(|| route_weights(&route, tcp))
     };
     ensure_promoted_in_steps(&cluster, &namespace, tcp, "redis:2", tcp_weights).await
 }
