@@ -44,6 +44,9 @@ pub struct OperatorArgs {
     /// Also send every Event serin publishes to this webhook (Flagger's event payload).
     #[arg(long, env = "EVENT_WEBHOOK_URL")]
     event_webhook: Option<String>,
+    /// Port of the HTTP server for /metrics (Prometheus), /healthz and /readyz.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
     /// Prefix of the ingress-nginx canary annotations on the canary Ingress (provider nginx).
     #[arg(long, default_value = "nginx.ingress.kubernetes.io")]
     ingress_annotations_prefix: String,
@@ -85,8 +88,6 @@ struct NotYetActedOn {
     kubeconfig_burst: Option<String>,
     #[arg(long)]
     control_loop_interval: Option<String>,
-    #[arg(long)]
-    port: Option<String>,
     #[arg(long, env = "SLACK_URL")]
     slack_url: Option<String>,
     #[arg(long, env = "SLACK_TOKEN", hide_env_values = true)]
@@ -123,7 +124,6 @@ impl NotYetActedOn {
             ("kubeconfig-qps", &self.kubeconfig_qps),
             ("kubeconfig-burst", &self.kubeconfig_burst),
             ("control-loop-interval", &self.control_loop_interval),
-            ("port", &self.port),
             ("slack-url", &self.slack_url),
             ("slack-token", &self.slack_token),
             ("slack-proxy-url", &self.slack_proxy_url),
@@ -196,6 +196,7 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
         metrics_server: args.metrics_server.clone(),
         config_tracking: args.enable_config_tracking,
         event_webhook: args.event_webhook.clone(),
+        telemetry_address: Some(std::net::SocketAddr::from(([0, 0, 0, 0], args.port))),
         routers: serin_operator::RouterSettings {
             ingress_annotations_prefix: args.ingress_annotations_prefix.clone(),
         },

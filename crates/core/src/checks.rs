@@ -26,6 +26,8 @@ pub fn range(metric: &CanaryMetric) -> ThresholdRange {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     pub passed: bool,
+    /// What was measured, in the metric's unit.
+    pub value: f64,
     pub message: String,
 }
 
@@ -35,12 +37,14 @@ pub fn judge(name: &str, value: f64, range: &ThresholdRange) -> Verdict {
     if let Some(min) = range.min.filter(|min| value < *min) {
         return Verdict {
             passed: false,
+            value,
             message: format!("{shown} is below the minimum {min}"),
         };
     }
     if let Some(max) = range.max.filter(|max| value > *max) {
         return Verdict {
             passed: false,
+            value,
             message: format!("{shown} is above the maximum {max}"),
         };
     }
@@ -52,6 +56,7 @@ pub fn judge(name: &str, value: f64, range: &ThresholdRange) -> Verdict {
     };
     Verdict {
         passed: true,
+        value,
         message: format!("{shown} is {bounds}"),
     }
 }
@@ -97,6 +102,7 @@ mod tests {
                 judge("request-success-rate", value, &range),
                 Verdict {
                     passed,
+                    value,
                     message: message.into()
                 }
             );

@@ -138,7 +138,10 @@ async fn metric_checks(context: &Context, canary: &Canary, observed: &Observed, 
     let metrics = canary.spec.analysis().and_then(|a| a.metrics.as_ref());
     for metric in metrics.into_iter().flatten() {
         let (passed, message) = match metrics::check(&metric_context, metric).await {
-            Ok(verdict) => (verdict.passed, verdict.message),
+            Ok(verdict) => {
+                context.telemetry.metric_measured(canary, &metric.name, verdict.value);
+                (verdict.passed, verdict.message)
+            }
             Err(error) => (false, error.to_string()),
         };
         let (type_, reason) = if passed {

@@ -24,6 +24,8 @@ pub struct Config {
     pub event_webhook: Option<String>,
     /// `-ingress-annotations-prefix` and the other routing flags.
     pub routers: serin_router::Settings,
+    /// `-port`: where `/metrics`, `/healthz` and `/readyz` are served; none when `None`.
+    pub telemetry_address: Option<std::net::SocketAddr>,
     /// Name this operator gives itself in Events and field managers.
     pub controller_name: String,
 }
@@ -45,6 +47,7 @@ impl Default for Config {
             mesh_provider_warning: None,
             metrics_server: "http://prometheus:9090".to_string(),
             routers: serin_router::Settings::default(),
+            telemetry_address: None,
             config_tracking: true,
             event_webhook: None,
             controller_name: "serin".to_string(),

@@ -19,6 +19,8 @@ pub struct Context {
     /// The MetricTemplates that exist (names only), to warn about a templateRef naming none.
     /// `None` when they could not be listed at startup.
     pub templates: Option<Store<PartialObjectMeta<MetricTemplate>>>,
+    /// The Prometheus metrics the operator exports.
+    pub telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
 }
 
 impl Context {

@@ -21,6 +21,7 @@ use serin_core::naming::primary_name;
 use tracing::Instrument;
 
 use crate::context::Context;
+use crate::telemetry::{self, Telemetry};
 use crate::{Config, Error, analyse, finalize, initialize, interpret, report};
 use serin_metrics::HttpClients;
 
@@ -71,16 +72,36 @@ pub async fn run(client: Client, config: Config) {
         }
     };
     let config_tracking = config.config_tracking;
+    let controller = Controller::new(canaries, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let telemetry = Arc::new(Telemetry::new(
+        &serin_api::wire_name(&config.mesh_provider),
+        store.clone(),
+    ));
+    if let Some(address) = config.telemetry_address {
+        tokio::spawn(telemetry::serve(address, telemetry.clone()));
+    }
+    let readiness = (store.clone(), telemetry.clone());
+    tokio::spawn(async move {
+        // The store's readiness is a one-shot channel that wakes only its last waiter, and the
+        // controller waits on it too: look again every second rather than wait once.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), readiness.0.wait_until_ready()).await {
+                Ok(Ok(())) => break readiness.1.set_ready(),
+                Ok(Err(_)) => break,
+                Err(_) => continue,
+            }
+        }
+    });
     let context = Context {
         reporter,
         client,
         config,
         http,
         templates,
+        telemetry,
     };
 
-    let controller = Controller::new(canaries, watcher::Config::default().any_semantic());
-    let store = controller.store();
     let shared = Arc::new(Shared {
         context,
         failures: Mutex::default(),
@@ -167,7 +188,10 @@ async fn reconcile(cached: Arc<Canary>, shared: Arc<Shared>) -> Result<Action, E
     let context = &shared.context;
     let span = tracing::info_span!("canary", canary = %format!("{}/{}", cached.namespace().unwrap_or_default(), cached.name_any()));
     // Each stage reads the Canary afresh once it has observed the workloads (observe::reread).
+    let started = std::time::Instant::now();
     let result = reconcile_canary(&cached, context).instrument(span).await;
+    let reason = result.as_ref().err().map(Error::reason);
+    context.telemetry.reconciled(reason, started.elapsed());
     let result = match result {
         // Someone changed the Canary between our read and our status write: decide again on
         // what it is now. Every action taken so far is idempotent.
@@ -201,7 +225,12 @@ async fn reconcile_canary(canary: &Canary, context: &Context) -> Result<Action, 
             }
             match stage {
                 Stage::Initialize => initialize::run(canary, context).await,
-                _ => analyse::run(canary, context).await,
+                _ => {
+                    let started = std::time::Instant::now();
+                    let result = analyse::run(canary, context).await;
+                    context.telemetry.analysed(canary, started.elapsed());
+                    result
+                }
             }
         }
     };

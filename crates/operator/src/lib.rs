@@ -13,6 +13,7 @@ mod initialize;
 mod interpret;
 mod observe;
 mod report;
+mod telemetry;
 mod workload;
 
 pub use config::Config;

@@ -36,6 +36,8 @@ pub async fn write_status(context: &Context, canary: &Canary, status: &CanarySta
     });
     api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await?;
+    let previous = canary.status.clone().unwrap_or_default();
+    context.telemetry.status_written(canary, &previous, status);
     Ok(())
 }
 

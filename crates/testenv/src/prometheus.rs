@@ -106,6 +106,23 @@ impl Prometheus {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// The value of the first series an instant `query` returns; `None` without one.
+    pub async fn instant(&self, query: &str) -> Option<f64> {
+        let body: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", query)])
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        body["data"]["result"].as_array()?.first()?["value"][1]
+            .as_str()?
+            .parse()
+            .ok()
+    }
 }
 
 impl Drop for Prometheus {

@@ -45,23 +45,6 @@ async fn prometheus_scrapes_the_api_server() {
     env.teardown().await;
 }
 
-async fn instant(prometheus: &Prometheus, query: &str) -> Option<f64> {
-    let url = format!("{}/api/v1/query", prometheus.url());
-    let body: Value = reqwest::Client::new()
-        .get(&url)
-        .query(&[("query", query)])
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    body["data"]["result"].as_array()?.first()?["value"][1]
-        .as_str()?
-        .parse()
-        .ok()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_measures_the_traffic_source() {
     let traffic = TrafficSource::start().await.expect("traffic source");
@@ -83,7 +66,7 @@ async fn prometheus_measures_the_traffic_source() {
         r#"sum(rate(http_request_duration_seconds_count{{{labels},status!~"5.*"}}[10s])) / sum(rate(http_request_duration_seconds_count{{{labels}}}[10s])) * 100"#
     );
     let rate = wait_for(Duration::from_secs(30), "a success rate", || {
-        instant(&prometheus, &success)
+        prometheus.instant(&success)
     })
     .await
     .expect("success rate");
@@ -91,7 +74,7 @@ async fn prometheus_measures_the_traffic_source() {
     let p99 = format!(
         r#"histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{{{labels}}}[10s])) by (le))"#
     );
-    let latency = wait_for(Duration::from_secs(30), "a p99 latency", || instant(&prometheus, &p99))
+    let latency = wait_for(Duration::from_secs(30), "a p99 latency", || prometheus.instant(&p99))
         .await
         .expect("p99");
     assert!(

@@ -80,17 +80,16 @@ impl Side {
         let (program, mut args) = match operator {
             Operator::Flagger => {
                 let dir = serin_testenv::upstream_flagger().map_err(|e| e.to_string())?;
-                let port = std::net::TcpListener::bind(("127.0.0.1", 0))
-                    .and_then(|l| l.local_addr())
-                    .map_err(|e| format!("a free port for Flagger's HTTP server: {e}"))?
-                    .port();
-                (
-                    dir.join("flagger"),
-                    vec![format!("-port={port}"), "-log-level=info".to_string()],
-                )
+                (dir.join("flagger"), vec!["-log-level=info".to_string()])
             }
             Operator::Serin => (PathBuf::from(env!("CARGO_BIN_EXE_serin")), vec!["operator".to_string()]),
         };
+        // Each operator's HTTP server on a port of its own: both sides run at once.
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("a free port for {operator}'s HTTP server: {e}"))?
+            .port();
+        args.push(format!("-port={port}"));
         args.extend([
             format!("-kubeconfig={}", self.env.kubeconfig().display()),
             format!("-metrics-server={}", self.metrics_server),

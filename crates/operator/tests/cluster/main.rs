@@ -14,6 +14,7 @@ mod nginx;
 mod robustness;
 mod smi;
 mod support;
+mod telemetry;
 mod validation;
 
 use std::process::ExitCode;
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
         robustness::spec_warnings_are_published_once,
         analysis::http_route_fields_are_applied_and_drifted_weights_set_back,
         analysis::session_affinity_keeps_users_on_their_side,
+        telemetry::the_operators_metrics_follow_a_rollout,
         istio::istio_canary_steps_through_weights,
         istio::istio_rollback_returns_traffic_to_the_primary,
         istio::an_existing_virtual_service_is_adopted_and_given_back,

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 use libtest_mimic::Failed;
 use serin_api::{Canary, Phase};
-use serin_testenv::prometheus::Prometheus;
+use serin_testenv::prometheus::{Prometheus, ScrapeTarget};
 use serin_testenv::traffic::TrafficSource;
 use serin_testenv::webhooks::WebhookReceiver;
 use serin_testenv::{Options, TestEnv, wait_for};
@@ -21,8 +21,10 @@ pub struct Cluster {
     pub env: TestEnv,
     pub traffic: TrafficSource,
     pub hooks: WebhookReceiver,
-    /// Kept running for the operator's metric checks.
-    pub _prometheus: Prometheus,
+    /// For the operator's metric checks; it also scrapes the operator's own `/metrics`.
+    pub prometheus: Prometheus,
+    /// The operator's HTTP server (`-port`): `/metrics`, `/healthz`, `/readyz`.
+    pub telemetry_url: String,
 }
 
 impl std::ops::Deref for Cluster {
@@ -50,12 +52,21 @@ pub async fn start_cluster(options: Options) -> Result<Cluster, serin_testenv::E
         env.install_testdata_crd(crd).await?;
     }
     let traffic = TrafficSource::start().await?;
-    let target = traffic.scrape_target();
-    let prometheus = Prometheus::start(&[target], Duration::from_secs(1)).await?;
+    // A port for the operator's HTTP server, free now; nothing else in the tests binds a fixed one.
+    let telemetry_address = std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?;
+    let operator = ScrapeTarget {
+        job: "serin".into(),
+        address: telemetry_address.to_string(),
+        scheme: "http",
+        metrics_path: "/metrics".into(),
+        tls: None,
+    };
+    let prometheus = Prometheus::start(&[traffic.scrape_target(), operator], Duration::from_secs(1)).await?;
     let hooks = WebhookReceiver::start().await?;
     let config = serin_operator::Config {
         metrics_server: prometheus.url().to_string(),
         event_webhook: Some(format!("{}/event-webhook-flag", hooks.url())),
+        telemetry_address: Some(telemetry_address),
         ..Default::default()
     };
     tokio::spawn(serin_operator::run(env.client(), config));
@@ -63,7 +74,8 @@ pub async fn start_cluster(options: Options) -> Result<Cluster, serin_testenv::E
         env,
         traffic,
         hooks,
-        _prometheus: prometheus,
+        prometheus,
+        telemetry_url: format!("http://{telemetry_address}"),
     })
 }
 

@@ -1,0 +1,322 @@
+//! The operator's Prometheus metrics, with Flagger's names, labels and meanings
+//! (pkg/metrics/recorder.go) so that its Grafana dashboards work unchanged, plus serin's own;
+//! and the HTTP server for `/metrics`, `/healthz` and `/readyz` (`-port`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serin_api::{Canary, CanaryStatus, Phase};
+
+/// Prometheus client's default buckets, as Flagger's `prometheus.DefBuckets`.
+const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    version: String,
+    mesh_provider: String,
+}
+
+/// `name` is the target's name, as Flagger labels it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CanaryLabels {
+    name: String,
+    namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkloadLabels {
+    workload: String,
+    namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetricLabels {
+    name: String,
+    namespace: String,
+    metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    name: String,
+    namespace: String,
+    deployment_strategy: String,
+    analysis_status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    result: String,
+    reason: String,
+}
+
+pub struct Telemetry {
+    registry: Registry,
+    status: Family<CanaryLabels, Gauge>,
+    weight: Family<WorkloadLabels, Gauge>,
+    duration: Family<CanaryLabels, Histogram>,
+    analysis: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    successes: Family<OutcomeLabels, Counter>,
+    failures: Family<OutcomeLabels, Counter>,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_seconds: Histogram,
+    ready: AtomicBool,
+}
+
+impl Telemetry {
+    /// The metrics of an operator with `mesh_provider` as its default provider; `canaries` (the
+    /// controller's cache) is counted per namespace at each scrape.
+    pub fn new(mesh_provider: &str, canaries: Store<Canary>) -> Telemetry {
+        let mut registry = Registry::default();
+        let info = Family::<InfoLabels, Gauge>::default();
+        info.get_or_create(&InfoLabels {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            mesh_provider: mesh_provider.to_string(),
+        })
+        .set(1);
+        registry.register("flagger_info", "serin version and mesh provider information", info);
+        registry.register_collector(Box::new(CanaryTotals { canaries }));
+        let mut telemetry = Telemetry {
+            status: Family::default(),
+            weight: Family::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS)),
+            analysis: Family::default(),
+            successes: Family::default(),
+            failures: Family::default(),
+            reconciles: Family::default(),
+            reconcile_seconds: Histogram::new(DEFAULT_BUCKETS),
+            ready: AtomicBool::new(false),
+            registry,
+        };
+        let registry = &mut telemetry.registry;
+        registry.register(
+            "flagger_canary_status",
+            "Last canary analysis result: 0 running, 1 successful, 2 failed",
+            telemetry.status.clone(),
+        );
+        registry.register(
+            "flagger_canary_weight",
+            "The weight of each destination (the target and its primary)",
+            telemetry.weight.clone(),
+        );
+        registry.register(
+            "flagger_canary_duration_seconds",
+            "Seconds spent performing canary analysis",
+            telemetry.duration.clone(),
+        );
+        registry.register(
+            "flagger_canary_metric_analysis",
+            "Last canary analysis result per metric",
+            telemetry.analysis.clone(),
+        );
+        registry.register(
+            "flagger_canary_successes",
+            "Total number of canary successes",
+            telemetry.successes.clone(),
+        );
+        registry.register(
+            "flagger_canary_failures",
+            "Total number of canary failures",
+            telemetry.failures.clone(),
+        );
+        registry.register(
+            "serin_reconciles",
+            "Reconciles of a Canary by result and, for an error, its reason",
+            telemetry.reconciles.clone(),
+        );
+        registry.register(
+            "serin_reconcile_duration_seconds",
+            "Seconds one reconcile of a Canary took",
+            telemetry.reconcile_seconds.clone(),
+        );
+        telemetry
+    }
+
+    /// Records what a status write says: the analysis result and the destinations' weights,
+    /// and a success or failure when the phase becomes `Succeeded` or `Failed`.
+    pub fn status_written(&self, canary: &Canary, previous: &CanaryStatus, status: &CanaryStatus) {
+        let target = canary.spec.target_ref.name.clone();
+        let namespace = canary.namespace().unwrap_or_default();
+        let labels = CanaryLabels {
+            name: target.clone(),
+            namespace: namespace.clone(),
+        };
+        if let Some(phase) = status.phase {
+            let value = match phase {
+                Phase::Progressing => 0,
+                Phase::Failed => 2,
+                _ => 1,
+            };
+            self.status.get_or_create(&labels).set(value);
+        }
+        let weight = i64::from(status.canary_weight.unwrap_or(0));
+        for (workload, value) in [(format!("{target}-primary"), 100 - weight), (target.clone(), weight)] {
+            self.weight
+                .get_or_create(&WorkloadLabels {
+                    workload,
+                    namespace: namespace.clone(),
+                })
+                .set(value);
+        }
+        let outcome = |family: &Family<OutcomeLabels, Counter>| {
+            let strategy = canary
+                .spec
+                .analysis()
+                .map_or("canary", |a| serin_core::strategy::strategy(a, true).name());
+            family
+                .get_or_create(&OutcomeLabels {
+                    name: target.clone(),
+                    namespace: namespace.clone(),
+                    deployment_strategy: strategy.to_string(),
+                    analysis_status: "completed".to_string(),
+                })
+                .inc();
+        };
+        if status.phase != previous.phase {
+            match status.phase {
+                Some(Phase::Succeeded) => outcome(&self.successes),
+                Some(Phase::Failed) => outcome(&self.failures),
+                _ => {}
+            }
+        }
+    }
+
+    /// The value a metric check measured.
+    pub fn metric_measured(&self, canary: &Canary, metric: &str, value: f64) {
+        self.analysis
+            .get_or_create(&MetricLabels {
+                name: canary.spec.target_ref.name.clone(),
+                namespace: canary.namespace().unwrap_or_default(),
+                metric: metric.to_string(),
+            })
+            .set(value);
+    }
+
+    /// One analysis step took `elapsed`.
+    pub fn analysed(&self, canary: &Canary, elapsed: Duration) {
+        self.duration
+            .get_or_create(&CanaryLabels {
+                name: canary.spec.target_ref.name.clone(),
+                namespace: canary.namespace().unwrap_or_default(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One reconcile ended with `reason` (`ok` when it succeeded) after `elapsed`.
+    pub fn reconciled(&self, reason: Option<&str>, elapsed: Duration) {
+        let (result, reason) = match reason {
+            None => ("ok", ""),
+            Some(reason) => ("error", reason),
+        };
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                result: result.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+        self.reconcile_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// The caches are filled: `/readyz` answers 200 from now on.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    fn exposition(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// `flagger_canary_total{namespace}`: the Canaries in the cache, counted when scraped.
+#[derive(Debug)]
+struct CanaryTotals {
+    canaries: Store<Canary>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceLabels {
+    namespace: String,
+}
+
+impl Collector for CanaryTotals {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+        for canary in self.canaries.state() {
+            *totals.entry(canary.namespace().unwrap_or_default()).or_default() += 1;
+        }
+        let gauge = ConstGauge::new(0_i64);
+        let mut family = encoder.encode_descriptor(
+            "flagger_canary_total",
+            "Total number of canary objects",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (namespace, total) in totals {
+            let labels = NamespaceLabels { namespace };
+            ConstGauge::new(total).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `address` until the process ends; a port
+/// that cannot be bound is logged and the operator runs on without them.
+pub async fn serve(address: SocketAddr, telemetry: Arc<Telemetry>) {
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%address, %error, "could not listen for /metrics, /healthz and /readyz");
+            return;
+        }
+    };
+    tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(telemetry);
+    if let Err(error) = axum::serve(listener, app).await {
+        tracing::error!(%error, "the metrics server stopped");
+    }
+}
+
+async fn metrics(State(telemetry): State<Arc<Telemetry>>) -> axum::response::Response {
+    match telemetry.exposition() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "could not encode the metrics").into_response(),
+    }
+}
+
+async fn readyz(State(telemetry): State<Arc<Telemetry>>) -> (StatusCode, &'static str) {
+    if telemetry.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "the caches are not filled yet")
+    }
+}
