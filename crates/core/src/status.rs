@@ -65,6 +65,29 @@ pub fn adopt_flagger_status(status: &CanaryStatus, routes: Option<&ObservedRoute
     adopted
 }
 
+/// Flagger's `flagger_canary_status` value for a phase: 0 while the analysis runs, 2 once it
+/// failed, 1 otherwise (pkg/metrics/recorder.go `SetStatus`).
+pub fn analysis_result(phase: Phase) -> i64 {
+    match phase {
+        Phase::Progressing => 0,
+        Phase::Failed => 2,
+        _ => 1,
+    }
+}
+
+/// How a status write ends a rollout: `Some(true)` when it promotes (the phase becomes
+/// `Succeeded`), `Some(false)` when it rolls back (`Failed`), `None` otherwise.
+pub fn rollout_ended(before: &CanaryStatus, after: &CanaryStatus) -> Option<bool> {
+    if before.phase == after.phase {
+        return None;
+    }
+    match after.phase {
+        Some(Phase::Succeeded) => Some(true),
+        Some(Phase::Failed) => Some(false),
+        _ => None,
+    }
+}
+
 pub fn promoted_condition(status: &CanaryStatus) -> Option<&CanaryCondition> {
     status
         .conditions
@@ -118,6 +141,30 @@ fn without_times(status: &CanaryStatus) -> CanaryStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_values_of_phases_and_endings() {
+        assert_eq!(analysis_result(Phase::Progressing), 0);
+        assert_eq!(analysis_result(Phase::Failed), 2);
+        assert_eq!(analysis_result(Phase::WaitingPromotion), 1);
+        let with = |phase| CanaryStatus {
+            phase: Some(phase),
+            ..Default::default()
+        };
+        assert_eq!(
+            rollout_ended(&with(Phase::Finalising), &with(Phase::Succeeded)),
+            Some(true)
+        );
+        assert_eq!(
+            rollout_ended(&with(Phase::Progressing), &with(Phase::Failed)),
+            Some(false)
+        );
+        assert_eq!(rollout_ended(&with(Phase::Failed), &with(Phase::Failed)), None);
+        assert_eq!(
+            rollout_ended(&with(Phase::Initializing), &with(Phase::Initialized)),
+            None
+        );
+    }
 
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(second).expect("valid timestamp")

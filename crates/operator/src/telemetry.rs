@@ -22,7 +22,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use serin_api::{Canary, CanaryStatus, Phase};
+use serin_api::{Canary, CanaryStatus};
 
 /// Prometheus client's default buckets, as Flagger's `prometheus.DefBuckets`.
 const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -159,12 +159,9 @@ impl Telemetry {
             namespace: namespace.clone(),
         };
         if let Some(phase) = status.phase {
-            let value = match phase {
-                Phase::Progressing => 0,
-                Phase::Failed => 2,
-                _ => 1,
-            };
-            self.status.get_or_create(&labels).set(value);
+            self.status
+                .get_or_create(&labels)
+                .set(serin_core::status::analysis_result(phase));
         }
         let weight = i64::from(status.canary_weight.unwrap_or(0));
         for (workload, value) in [(format!("{target}-primary"), 100 - weight), (target.clone(), weight)] {
@@ -189,12 +186,10 @@ impl Telemetry {
                 })
                 .inc();
         };
-        if status.phase != previous.phase {
-            match status.phase {
-                Some(Phase::Succeeded) => outcome(&self.successes),
-                Some(Phase::Failed) => outcome(&self.failures),
-                _ => {}
-            }
+        match serin_core::status::rollout_ended(previous, status) {
+            Some(true) => outcome(&self.successes),
+            Some(false) => outcome(&self.failures),
+            None => {}
         }
     }
 
@@ -318,5 +313,123 @@ async fn readyz(State(telemetry): State<Arc<Telemetry>>) -> (StatusCode, &'stati
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "the caches are not filled yet")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the exposition declares, with the suffixes their types add.
+    fn exported(telemetry: &Telemetry) -> BTreeMap<String, String> {
+        let text = telemetry.exposition().expect("an exposition");
+        let mut names = BTreeMap::new();
+        for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let mut words = line.split_whitespace();
+            let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                _ => &[""],
+            };
+            for suffix in suffixes {
+                names.insert(format!("{name}{suffix}"), kind.to_string());
+            }
+        }
+        names
+    }
+
+    /// Telemetry that saw a rollout promoted and one rolled back (a family without samples is
+    /// not in the exposition).
+    fn after_two_rollouts() -> Telemetry {
+        let (store, _writer) = kube::runtime::reflector::store::<Canary>();
+        let telemetry = Telemetry::new("kubernetes", store);
+        let canary: Canary = serde_json::from_value(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": { "name": "podinfo", "namespace": "test" },
+            "spec": { "targetRef": { "kind": "Deployment", "name": "podinfo" }, "service": { "port": 80 },
+                      "analysis": { "stepWeight": 10 } }
+        }))
+        .expect("a Canary");
+        let status = |phase: &str, weight: i32| -> CanaryStatus {
+            serde_json::from_value(serde_json::json!({ "phase": phase, "canaryWeight": weight })).expect("a status")
+        };
+        telemetry.status_written(&canary, &status("Initialized", 0), &status("Progressing", 10));
+        telemetry.metric_measured(&canary, "request-success-rate", 99.5);
+        telemetry.analysed(&canary, Duration::from_millis(40));
+        telemetry.status_written(&canary, &status("Finalising", 0), &status("Succeeded", 0));
+        telemetry.status_written(&canary, &status("Progressing", 10), &status("Failed", 0));
+        telemetry.reconciled(None, Duration::from_millis(3));
+        telemetry.reconciled(Some("KubernetesApiError"), Duration::from_millis(3));
+        telemetry
+    }
+
+    #[test]
+    fn flaggers_metrics_are_exported_with_their_types() {
+        let telemetry = after_two_rollouts();
+        let names = exported(&telemetry);
+        let text = telemetry.exposition().expect("an exposition");
+        for series in [
+            r#"flagger_canary_status{name="podinfo",namespace="test"} 2"#,
+            r#"flagger_canary_weight{workload="podinfo-primary",namespace="test"} 100"#,
+            r#"flagger_canary_successes_total{name="podinfo",namespace="test",deployment_strategy="canary",analysis_status="completed"} 1"#,
+            r#"flagger_canary_failures_total{name="podinfo",namespace="test",deployment_strategy="canary",analysis_status="completed"} 1"#,
+            r#"flagger_canary_metric_analysis{name="podinfo",namespace="test",metric="request-success-rate"} 99.5"#,
+            r#"serin_reconciles_total{result="error",reason="KubernetesApiError"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} in\n{text}");
+        }
+        for (name, kind) in [
+            ("flagger_info", "gauge"),
+            ("flagger_canary_total", "gauge"),
+            ("flagger_canary_status", "gauge"),
+            ("flagger_canary_weight", "gauge"),
+            ("flagger_canary_duration_seconds_bucket", "histogram"),
+            ("flagger_canary_metric_analysis", "gauge"),
+            ("flagger_canary_successes_total", "counter"),
+            ("flagger_canary_failures_total", "counter"),
+        ] {
+            assert_eq!(names.get(name).map(String::as_str), Some(kind), "{name} in {names:?}");
+        }
+    }
+
+    /// Every series the Grafana dashboard in deploy/ queries is one serin exports.
+    #[test]
+    fn the_grafana_dashboard_queries_only_exported_metrics() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana/serin-canary.json");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON");
+        let names = exported(&after_two_rollouts());
+        let mut queries: Vec<String> = dashboard["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .flat_map(|panel| panel["targets"].as_array().cloned().unwrap_or_default())
+            .filter_map(|target| target["expr"].as_str().map(String::from))
+            .collect();
+        queries.extend(
+            dashboard["templating"]["list"]
+                .as_array()
+                .expect("variables")
+                .iter()
+                .filter(|v| v["type"] == "query")
+                .filter_map(|v| v["query"].as_str().map(String::from)),
+        );
+        let mut referenced = 0;
+        for query in &queries {
+            let series = query
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .filter(|word| word.starts_with("flagger_") || word.starts_with("serin_"));
+            for name in series {
+                referenced += 1;
+                assert!(
+                    names.contains_key(name),
+                    "{name} (in {query}) is not exported: {names:?}"
+                );
+            }
+        }
+        assert!(referenced >= 10, "the dashboard queries serin's metrics: {queries:?}");
     }
 }
