@@ -23,6 +23,12 @@ pub struct OperatorArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Flagger's name for the log format: `json` as `-log-format json`, `console` as text.
+    #[arg(long, value_parser = ["json", "console"])]
+    zap_encoding: Option<String>,
+    /// Flagger's switch for its global logger; serin has one logger, so it changes nothing.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", hide = true)]
+    zap_replace_globals: Option<String>,
     /// Only watch Canaries in this namespace.
     #[arg(long)]
     namespace: Option<String>,
@@ -160,7 +166,12 @@ enum StartError {
 }
 
 pub fn main(args: OperatorArgs) -> ExitCode {
-    init_logging(&format!("{},kube=warn", args.log_level), &args.log_format);
+    let log_format = match args.zap_encoding.as_deref() {
+        Some("json") => "json",
+        Some(_) => "text",
+        None => args.log_format.as_str(),
+    };
+    init_logging(&format!("{},kube=warn", args.log_level), log_format);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -245,6 +256,19 @@ pub fn init_logging(directives: &str, format: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flaggers_log_flags_are_accepted() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            operator: OperatorArgs,
+        }
+        use clap::Parser;
+        let cli = Cli::try_parse_from(["serin", "--zap-encoding=json", "--zap-replace-globals"])
+            .expect("Flagger's log flags parse");
+        assert_eq!(cli.operator.zap_encoding.as_deref(), Some("json"));
+    }
 
     #[test]
     fn supergloo_is_served_by_the_gloo_router() {
