@@ -103,6 +103,7 @@ async fn run_gate(
     let phase = gate.payload_phase(status.phase.unwrap_or_default());
     let (failures, passed) = hooks::call_all(
         &context.http,
+        &context.telemetry,
         canary,
         &observed.namespace,
         &hooks::checksum(Some(status)),

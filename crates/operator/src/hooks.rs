@@ -10,6 +10,8 @@ use serin_api::{Canary, CanaryStatus};
 
 use serin_metrics::HttpClients;
 
+use crate::telemetry::Telemetry;
+
 /// Response bodies longer than this are cut in messages and Events.
 const BODY_LIMIT: usize = 512;
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -37,6 +39,18 @@ pub enum HookError {
     InvalidTimeout { name: String, reason: String },
 }
 
+impl HookError {
+    /// The outcome label of `serin_webhook_calls_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            HookError::Timeout { .. } => "timeout",
+            HookError::Unreachable { .. } => "unreachable",
+            HookError::Refused { .. } => "refused",
+            HookError::InvalidTimeout { .. } => "invalid",
+        }
+    }
+}
+
 /// The payloads' `checksum`: Flagger's hash of the status's `trackedConfigs` and
 /// `lastAppliedSpec` as read before the decision (the revision last applied, not the one a gate
 /// is asked about), as Flagger's webhooks send it.
@@ -51,6 +65,7 @@ pub fn checksum(status: Option<&CanaryStatus>) -> String {
 /// [`checksum`], `phase` the phase to report); returns the failures' messages and how many passed.
 pub async fn call_all(
     http: &HttpClients,
+    telemetry: &Telemetry,
     canary: &Canary,
     namespace: &str,
     checksum: &str,
@@ -68,7 +83,7 @@ pub async fn call_all(
             checksum,
             metadata: hook.metadata.clone().unwrap_or_default(),
         };
-        match call(http, hook, &payload).await {
+        match call(http, telemetry, hook, &payload).await {
             Ok(()) => passed += 1,
             Err(error) => failures.push(error.to_string()),
         }
@@ -76,8 +91,22 @@ pub async fn call_all(
     (failures, passed)
 }
 
-/// Calls `hook` with `payload`, retrying `retries` times; the error says why it failed.
-pub async fn call(http: &HttpClients, hook: &CanaryWebhook, payload: &Payload<'_>) -> Result<(), HookError> {
+/// Calls `hook` with `payload`, retrying `retries` times; the error says why it failed. The
+/// outcome and the time it took (retries included) go to `telemetry`.
+pub async fn call(
+    http: &HttpClients,
+    telemetry: &Telemetry,
+    hook: &CanaryWebhook,
+    payload: &Payload<'_>,
+) -> Result<(), HookError> {
+    let started = std::time::Instant::now();
+    let result = call_with_retries(http, hook, payload).await;
+    let outcome = result.as_ref().err().map_or("passed", HookError::outcome);
+    telemetry.webhook_called(&serin_api::wire_name(&hook.kind()), outcome, started.elapsed());
+    result
+}
+
+async fn call_with_retries(http: &HttpClients, hook: &CanaryWebhook, payload: &Payload<'_>) -> Result<(), HookError> {
     let timeout = hook.timeout().map_err(|error| HookError::InvalidTimeout {
         name: hook.name.clone(),
         reason: error.to_string(),
@@ -162,6 +191,10 @@ mod tests {
         }
     }
 
+    fn telemetry() -> Telemetry {
+        Telemetry::new("kubernetes", kube::runtime::reflector::store::<Canary>().0)
+    }
+
     fn payload() -> Payload<'static> {
         Payload {
             name: "web",
@@ -178,12 +211,13 @@ mod tests {
         let receiver = WebhookReceiver::start_https().await.expect("https receiver");
         let http = HttpClients::new().expect("clients");
         let url = format!("{}/smoke", receiver.url());
-        let refused = call(&http, &hook(url.clone(), false), &payload())
+        let telemetry = telemetry();
+        let refused = call(&http, &telemetry, &hook(url.clone(), false), &payload())
             .await
             .expect_err("untrusted certificate");
         assert!(matches!(refused, HookError::Unreachable { .. }), "{refused}");
         assert!(receiver.calls().is_empty(), "no request got through");
-        call(&http, &hook(url, true), &payload())
+        call(&http, &telemetry, &hook(url, true), &payload())
             .await
             .expect("disableTLS skips the verification");
         assert_eq!(receiver.calls().len(), 1);
@@ -197,7 +231,7 @@ mod tests {
         let http = HttpClients::new().expect("clients");
         let mut gate = hook(format!("{}/gate", receiver.url()), false);
         gate.retries = Some(2);
-        let error = call(&http, &gate, &payload()).await.expect_err("refused");
+        let error = call(&http, &telemetry(), &gate, &payload()).await.expect_err("refused");
         assert_eq!(
             error.to_string(),
             "webhook smoke answered 403: closed by the release manager"

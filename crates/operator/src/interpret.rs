@@ -157,6 +157,7 @@ async fn perform(subject: &Subject<'_>, action: &Action) -> Result<(), Error> {
         Action::PostRollout(phase) => {
             let (failures, _) = hooks::call_all(
                 &context.http,
+                &context.telemetry,
                 canary,
                 namespace,
                 &hooks::checksum(canary.status.as_ref()),

@@ -150,6 +150,7 @@ fn notify_event_hooks(context: &Context, canary: &Canary, type_: EventType, mess
         return;
     }
     let http = context.http.clone();
+    let telemetry = context.telemetry.clone();
     let name = canary.name_any();
     let namespace = canary.namespace().unwrap_or_default();
     let status = canary.status.clone().unwrap_or_default();
@@ -172,7 +173,7 @@ fn notify_event_hooks(context: &Context, canary: &Canary, type_: EventType, mess
                 checksum: &checksum,
                 metadata,
             };
-            if let Err(error) = hooks::call(&http, &hook, &payload).await {
+            if let Err(error) = hooks::call(&http, &telemetry, &hook, &payload).await {
                 tracing::warn!(%error, "event webhook failed");
             }
         }

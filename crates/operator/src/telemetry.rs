@@ -62,6 +62,18 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    /// The webhook's type (`pre-rollout`, `confirm-promotion`, ...).
+    hook: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookTypeLabels {
+    hook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
     result: String,
     reason: String,
@@ -77,6 +89,8 @@ pub struct Telemetry {
     failures: Family<OutcomeLabels, Counter>,
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_seconds: Histogram,
+    webhooks: Family<WebhookLabels, Counter>,
+    webhook_seconds: Family<HookTypeLabels, Histogram>,
     ready: AtomicBool,
 }
 
@@ -102,6 +116,8 @@ impl Telemetry {
             failures: Family::default(),
             reconciles: Family::default(),
             reconcile_seconds: Histogram::new(DEFAULT_BUCKETS),
+            webhooks: Family::default(),
+            webhook_seconds: Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS)),
             ready: AtomicBool::new(false),
             registry,
         };
@@ -145,6 +161,16 @@ impl Telemetry {
             "serin_reconcile_duration_seconds",
             "Seconds one reconcile of a Canary took",
             telemetry.reconcile_seconds.clone(),
+        );
+        registry.register(
+            "serin_webhook_calls",
+            "Webhook calls by type and outcome (passed, refused, timeout, unreachable, invalid)",
+            telemetry.webhooks.clone(),
+        );
+        registry.register(
+            "serin_webhook_duration_seconds",
+            "Seconds a webhook call took, retries included",
+            telemetry.webhook_seconds.clone(),
         );
         telemetry
     }
@@ -227,6 +253,19 @@ impl Telemetry {
             })
             .inc();
         self.reconcile_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// A webhook of type `hook` was called with `outcome` (`passed` or why it failed).
+    pub fn webhook_called(&self, hook: &str, outcome: &str, elapsed: Duration) {
+        self.webhooks
+            .get_or_create(&WebhookLabels {
+                hook: hook.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.webhook_seconds
+            .get_or_create(&HookTypeLabels { hook: hook.to_string() })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// The caches are filled: `/readyz` answers 200 from now on.
@@ -363,6 +402,7 @@ mod tests {
         telemetry.status_written(&canary, &status("Progressing", 10), &status("Failed", 0));
         telemetry.reconciled(None, Duration::from_millis(3));
         telemetry.reconciled(Some("KubernetesApiError"), Duration::from_millis(3));
+        telemetry.webhook_called("confirm-promotion", "refused", Duration::from_millis(8));
         telemetry
     }
 
@@ -378,6 +418,7 @@ mod tests {
             r#"flagger_canary_failures_total{name="podinfo",namespace="test",deployment_strategy="canary",analysis_status="completed"} 1"#,
             r#"flagger_canary_metric_analysis{name="podinfo",namespace="test",metric="request-success-rate"} 99.5"#,
             r#"serin_reconciles_total{result="error",reason="KubernetesApiError"} 1"#,
+            r#"serin_webhook_calls_total{hook="confirm-promotion",outcome="refused"} 1"#,
         ] {
             assert!(text.contains(series), "{series} in\n{text}");
         }
