@@ -25,6 +25,9 @@ pub trait MetricProvider: Send + Sync {
     /// How messages name it, e.g. `prometheus at http://prometheus:9090`.
     fn describe(&self) -> String;
 
+    /// Its `MetricTemplate` type, e.g. `prometheus`.
+    fn kind(&self) -> &'static str;
+
     fn query<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<Sample, ProviderError>>;
 
     fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>>;
@@ -113,6 +116,22 @@ fn query_failure(metric: &str, provider: &str, error: &ProviderError) -> String 
     }
 }
 
+/// Told about each query a check runs (for the operator's own metrics).
+pub trait QueryObserver: Send + Sync {
+    /// `provider` answered (`outcome` `ok`, `no_values` or `error`) after `elapsed`.
+    fn query_ran(&self, provider: &'static str, outcome: &'static str, elapsed: std::time::Duration);
+}
+
+impl ProviderError {
+    /// The outcome a [`QueryObserver`] is told.
+    fn outcome(&self) -> &'static str {
+        match self {
+            ProviderError::NoValues | ProviderError::NotANumber => "no_values",
+            _ => "error",
+        }
+    }
+}
+
 /// Where builtin metrics are queried and which provider's series they read.
 pub struct MetricContext<'a> {
     pub client: &'a Client,
@@ -122,6 +141,7 @@ pub struct MetricContext<'a> {
     /// `spec.metricsServer` or the operator's `-metrics-server`.
     pub metrics_server: &'a str,
     pub http: &'a HttpClients,
+    pub observer: Option<&'a dyn QueryObserver>,
 }
 
 /// A metric's provider and the query template to run on it.
@@ -216,15 +236,17 @@ pub async fn check(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result
         metric: metric.name.clone(),
         reason: e.to_string(),
     })?;
-    let sample = resolved
-        .provider
-        .query(&query)
-        .await
-        .map_err(|error| MetricError::Query {
-            metric: metric.name.clone(),
-            provider: resolved.provider.describe(),
-            error,
-        })?;
+    let started = std::time::Instant::now();
+    let sample = resolved.provider.query(&query).await;
+    if let Some(observer) = context.observer {
+        let outcome = sample.as_ref().err().map_or("ok", ProviderError::outcome);
+        observer.query_ran(resolved.provider.kind(), outcome, started.elapsed());
+    }
+    let sample = sample.map_err(|error| MetricError::Query {
+        metric: metric.name.clone(),
+        provider: resolved.provider.describe(),
+        error,
+    })?;
     let mut verdict = checks::judge(&metric.name, sample.value * resolved.scale, &checks::range(metric));
     if sample.series > 1 {
         verdict.message.push_str(&format!(
@@ -335,6 +357,7 @@ mod tests {
             provider: Provider::Kubernetes,
             metrics_server: server.url(),
             http: &http,
+            observer: None,
         };
         let success = CanaryMetric {
             name: "request-success-rate".into(),

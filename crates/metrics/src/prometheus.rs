@@ -40,6 +40,10 @@ impl MetricProvider for Prometheus {
         format!("prometheus at {}", self.address)
     }
 
+    fn kind(&self) -> &'static str {
+        "prometheus"
+    }
+
     fn query<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<Sample, ProviderError>> {
         Box::pin(self.instant_query(query))
     }

@@ -196,5 +196,6 @@ pub fn metric_context<'a>(
             .as_deref()
             .unwrap_or(&context.config.metrics_server),
         http: &context.http,
+        observer: Some(context.telemetry.as_ref()),
     }
 }

@@ -69,6 +69,17 @@ struct WebhookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueryLabels {
+    provider: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HookTypeLabels {
     hook: String,
 }
@@ -91,6 +102,8 @@ pub struct Telemetry {
     reconcile_seconds: Histogram,
     webhooks: Family<WebhookLabels, Counter>,
     webhook_seconds: Family<HookTypeLabels, Histogram>,
+    queries: Family<QueryLabels, Counter>,
+    query_seconds: Family<ProviderLabels, Histogram>,
     ready: AtomicBool,
 }
 
@@ -118,6 +131,8 @@ impl Telemetry {
             reconcile_seconds: Histogram::new(DEFAULT_BUCKETS),
             webhooks: Family::default(),
             webhook_seconds: Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS)),
+            queries: Family::default(),
+            query_seconds: Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS)),
             ready: AtomicBool::new(false),
             registry,
         };
@@ -171,6 +186,16 @@ impl Telemetry {
             "serin_webhook_duration_seconds",
             "Seconds a webhook call took, retries included",
             telemetry.webhook_seconds.clone(),
+        );
+        registry.register(
+            "serin_metric_queries",
+            "Metric check queries by provider and outcome (ok, no_values, error)",
+            telemetry.queries.clone(),
+        );
+        registry.register(
+            "serin_metric_query_duration_seconds",
+            "Seconds a metric check's query took",
+            telemetry.query_seconds.clone(),
         );
         telemetry
     }
@@ -277,6 +302,22 @@ impl Telemetry {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+impl serin_metrics::QueryObserver for Telemetry {
+    fn query_ran(&self, provider: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.queries
+            .get_or_create(&QueryLabels {
+                provider: provider.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.query_seconds
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -403,6 +444,7 @@ mod tests {
         telemetry.reconciled(None, Duration::from_millis(3));
         telemetry.reconciled(Some("KubernetesApiError"), Duration::from_millis(3));
         telemetry.webhook_called("confirm-promotion", "refused", Duration::from_millis(8));
+        serin_metrics::QueryObserver::query_ran(&telemetry, "prometheus", "no_values", Duration::from_millis(5));
         telemetry
     }
 
@@ -419,6 +461,7 @@ mod tests {
             r#"flagger_canary_metric_analysis{name="podinfo",namespace="test",metric="request-success-rate"} 99.5"#,
             r#"serin_reconciles_total{result="error",reason="KubernetesApiError"} 1"#,
             r#"serin_webhook_calls_total{hook="confirm-promotion",outcome="refused"} 1"#,
+            r#"serin_metric_queries_total{provider="prometheus",outcome="no_values"} 1"#,
         ] {
             assert!(text.contains(series), "{series} in\n{text}");
         }

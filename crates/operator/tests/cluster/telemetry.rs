@@ -115,7 +115,12 @@ pub async fn the_operators_metrics_follow_a_rollout(cluster: Arc<Cluster>) -> Re
                 .prometheus
                 .instant(r#"sum(serin_reconciles_total{result="ok"})"#)
                 .await
-                .is_some_and(|n| n > 0.0),
-        "flagger_info and serin_reconciles_total are exported",
+                .is_some_and(|n| n > 0.0)
+            && cluster
+                .prometheus
+                .instant(r#"sum(serin_metric_queries_total{provider="prometheus",outcome="ok"})"#)
+                .await
+                .is_some_and(|n| n >= 2.0),
+        "flagger_info, serin_reconciles_total and serin_metric_queries_total (this rollout's checks) are exported",
     )
 }
