@@ -24,10 +24,9 @@ use serde_json::{Value, json};
 use serin_api::{Canary, CanarySpec};
 use serin_core::naming::{canary_service_name, primary_name};
 use serin_core::plan::{ObservedRoutes, Routes};
-use serin_core::services::FLUX_ANNOTATIONS;
 
 use super::custom_kind::CustomKind;
-use super::{Error, Router, set_fields};
+use super::{Error, Router, apex_annotations, apex_labels, set_fields};
 
 const ACCESS_LOG_ANNOTATION: &str = "appmesh.flagger.app/accesslog";
 
@@ -80,14 +79,10 @@ impl Router for AppMeshRouter {
             let owner = canary.controller_owner_ref(&()).ok_or(Error::MissingUid)?;
             let owner = serde_json::to_value(owner).map_err(Error::Serialize)?;
             let name = canary.spec.service_name();
-            let apex = canary.spec.service.apex.as_ref();
-            let mut annotations: BTreeMap<String, String> =
-                apex.and_then(|a| a.annotations.clone()).unwrap_or_default();
-            annotations.extend(FLUX_ANNOTATIONS.map(|(key, value)| (key.to_string(), value.to_string())));
             let node_metadata = json!({
                 "ownerReferences": [owner],
-                "labels": apex.and_then(|a| a.labels.clone()).unwrap_or_default(),
-                "annotations": annotations,
+                "labels": apex_labels(canary),
+                "annotations": apex_annotations(canary),
             });
             for node in [primary_name(name), canary_service_name(name)] {
                 let selector = Api::<Service>::namespaced(self.client.clone(), &namespace)

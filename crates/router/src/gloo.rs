@@ -7,8 +7,6 @@
 //! A Gloo VirtualService the user owns delegates to that RouteTable. Everything is owned by the
 //! Canary; there is nothing to revert.
 
-use std::collections::BTreeMap;
-
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Service;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -16,10 +14,9 @@ use serde_json::{Value, json};
 use serin_api::{Canary, CanarySpec};
 use serin_core::naming::{canary_service_name, primary_name};
 use serin_core::plan::{ObservedRoutes, Routes};
-use serin_core::services::FLUX_ANNOTATIONS;
 
 use super::custom_kind::CustomKind;
-use super::{Error, Router, ingress_routing_fields, set_fields};
+use super::{Error, Router, apex_annotations, apex_labels, ingress_routing_fields, set_fields};
 
 /// The fields of the `upstreamRef` Upstream's spec copied to the primary's and canary's.
 const TEMPLATE_FIELDS: [&str; 8] = [
@@ -67,17 +64,23 @@ impl GlooRouter {
             .collect())
     }
 
-    /// Creates or updates the Upstream of `service` (written only when its spec differs).
+    /// Creates or updates the Upstream of the primary's or canary's Service (written only when
+    /// its spec differs).
     async fn apply_upstream(
         &self,
         canary: &Canary,
         namespace: &str,
         owner: &Value,
-        service: String,
+        side: Side,
         template: &serde_json::Map<String, Value>,
     ) -> Result<(), Error> {
         let port = canary.spec.service.port;
-        let name = upstream_name(namespace, canary.spec.service_name(), port, &service);
+        let apex = canary.spec.service_name();
+        let name = upstream_name(namespace, apex, port, side);
+        let service = match side {
+            Side::Primary => primary_name(apex),
+            Side::Canary => canary_service_name(apex),
+        };
         let selector = Api::<Service>::namespaced(self.client.clone(), namespace)
             .get(&service)
             .await?
@@ -121,19 +124,14 @@ impl Router for GlooRouter {
             let owner = serde_json::to_value(owner).map_err(Error::Serialize)?;
             let template = self.template(canary, &namespace).await?;
             let name = canary.spec.service_name();
-            for service in [primary_name(name), canary_service_name(name)] {
-                self.apply_upstream(canary, &namespace, &owner, service, &template)
-                    .await?;
+            for side in [Side::Primary, Side::Canary] {
+                self.apply_upstream(canary, &namespace, &owner, side, &template).await?;
             }
-            let apex = canary.spec.service.apex.as_ref();
-            let mut annotations: BTreeMap<String, String> =
-                apex.and_then(|a| a.annotations.clone()).unwrap_or_default();
-            annotations.extend(FLUX_ANNOTATIONS.map(|(key, value)| (key.to_string(), value.to_string())));
             let table = json!({
                 "metadata": {
                     "name": name,
-                    "labels": apex.and_then(|a| a.labels.clone()).unwrap_or_default(),
-                    "annotations": annotations,
+                    "labels": apex_labels(canary),
+                    "annotations": apex_annotations(canary),
                 },
                 "spec": route_table_spec(canary, &namespace, routes),
             });
@@ -159,13 +157,19 @@ impl Router for GlooRouter {
     }
 }
 
-fn upstream_name(namespace: &str, service: &str, port: i32, backend: &str) -> String {
-    let side = if backend.ends_with("-canary") {
-        "canary"
-    } else {
-        "primary"
+/// The Upstream of the primary or the canary (`side`), as Flagger names it.
+fn upstream_name(namespace: &str, service: &str, port: i32, side: Side) -> String {
+    let side = match side {
+        Side::Primary => "primary",
+        Side::Canary => "canary",
     };
     format!("{namespace}-{service}-{side}upstream-{port}")
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Primary,
+    Canary,
 }
 
 /// A destination of the route; Gloo's weight is omitted when 0, as Flagger's `omitempty` does.
@@ -188,8 +192,8 @@ fn route_table_spec(canary: &Canary, namespace: &str, routes: &Routes) -> Value 
     let mut route = json!({
         "inheritablePathMatchers": true,
         "routeAction": { "multi": { "destinations": [
-            destination(namespace, upstream_name(namespace, name, port, &primary_name(name)), primary),
-            destination(namespace, upstream_name(namespace, name, port, &canary_service_name(name)), canary_weight),
+            destination(namespace, upstream_name(namespace, name, port, Side::Primary), primary),
+            destination(namespace, upstream_name(namespace, name, port, Side::Canary), canary_weight),
         ] } },
     });
     let headers = header_matchers(canary);
@@ -219,7 +223,7 @@ fn header_matchers(canary: &Canary) -> Vec<Value> {
 /// The primary's weight in the first route and the rest for the canary, as Flagger's GetRoutes.
 fn observed_routes(canary: &Canary, namespace: &str, spec: &Value) -> ObservedRoutes {
     let name = canary.spec.service_name();
-    let primary = upstream_name(namespace, name, canary.spec.service.port, &primary_name(name));
+    let primary = upstream_name(namespace, name, canary.spec.service.port, Side::Primary);
     let destinations = &spec["routes"][0]["routeAction"]["multi"]["destinations"];
     let primary_weight = destinations
         .as_array()

@@ -11,8 +11,6 @@
 //! last-applied annotation already holds it) and it gets no owner; `revertOnDeletion` puts that
 //! spec back. One serin created is handed to the apex Service instead (see docs/compat.md).
 
-use std::collections::BTreeMap;
-
 use futures::future::BoxFuture;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -20,11 +18,10 @@ use serin_api::canary::{AnalysisMatch, SessionAffinity};
 use serin_api::{Canary, CanarySpec};
 use serin_core::naming::{canary_service_name, primary_name};
 use serin_core::plan::{ObservedRoutes, Routes};
-use serin_core::services::FLUX_ANNOTATIONS;
 use serin_core::session_affinity::{SessionCookies, canary_max_age, set_cookie};
 
 use super::custom_kind::CustomKind;
-use super::{Error, Router, merge_matches_on, mesh_routing_fields, set_fields};
+use super::{Error, Router, apex_annotations, apex_labels, merge_matches_on, mesh_routing_fields, set_fields};
 
 const GROUP: &str = "networking.istio.io";
 const VERSION: &str = "v1beta1";
@@ -71,8 +68,7 @@ impl IstioRouter {
         let namespace = canary.namespace().ok_or(Error::MissingNamespace)?;
         let name = canary.spec.service_name().to_string();
         let existing = self.virtual_services.get(&self.client, &namespace, &name).await?;
-        let mut annotations = apex_metadata(canary, |m| m.annotations.as_ref());
-        annotations.extend(FLUX_ANNOTATIONS.map(|(key, value)| (key.to_string(), value.to_string())));
+        let mut annotations = apex_annotations(canary);
         let mut owners = owner.into_iter().collect::<Vec<_>>();
         if let Some(existing) = &existing {
             let uid = canary.metadata.uid.as_deref();
@@ -91,7 +87,7 @@ impl IstioRouter {
             "metadata": {
                 "name": name,
                 "ownerReferences": owners,
-                "labels": apex_metadata(canary, |m| m.labels.as_ref()),
+                "labels": apex_labels(canary),
                 "annotations": annotations,
             },
             "spec": spec,
@@ -153,21 +149,6 @@ impl Router for IstioRouter {
             .collect();
         set_fields(&fields)
     }
-}
-
-/// `service.apex`'s labels or annotations.
-fn apex_metadata(
-    canary: &Canary,
-    pick: fn(&serin_api::service::CustomMetadata) -> Option<&BTreeMap<String, String>>,
-) -> BTreeMap<String, String> {
-    canary
-        .spec
-        .service
-        .apex
-        .as_ref()
-        .and_then(pick)
-        .cloned()
-        .unwrap_or_default()
 }
 
 fn is_tcp(canary: &Canary) -> bool {

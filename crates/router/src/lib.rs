@@ -10,11 +10,14 @@ mod kubernetes;
 mod nginx;
 mod smi;
 
+use std::collections::BTreeMap;
+
 use futures::future::BoxFuture;
 use kube::Client;
 use serin_api::canary::Provider;
 use serin_api::{Canary, CanarySpec};
 use serin_core::plan::{ObservedRoutes, Routes};
+use serin_core::services::FLUX_ANNOTATIONS;
 
 /// Failures of a router. Each has a short PascalCase reason used in Events and logs.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +132,26 @@ pub trait Router: Send + Sync {
     fn registers_pods(&self) -> bool {
         false
     }
+}
+
+/// Flagger's `filterMetadata` (pkg/router/util.go): `annotations` plus Flux's "do not reconcile"
+/// annotations, so that Flux does not put back what serin changes.
+fn with_flux_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut result = annotations.clone();
+    result.extend(FLUX_ANNOTATIONS.map(|(key, value)| (key.to_string(), value.to_string())));
+    result
+}
+
+/// `service.apex`'s labels, for a routing object named after the apex Service.
+fn apex_labels(canary: &Canary) -> BTreeMap<String, String> {
+    let apex = canary.spec.service.apex.as_ref();
+    apex.and_then(|a| a.labels.clone()).unwrap_or_default()
+}
+
+/// `service.apex`'s annotations with Flux's, for a routing object named after the apex Service.
+fn apex_annotations(canary: &Canary) -> BTreeMap<String, String> {
+    let apex = canary.spec.service.apex.as_ref();
+    with_flux_annotations(&apex.and_then(|a| a.annotations.clone()).unwrap_or_default())
 }
 
 /// The header matches of the Canary's `analysis.match`, in order.

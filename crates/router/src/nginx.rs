@@ -16,9 +16,8 @@ use serin_api::canary::AnalysisMatch;
 use serin_api::{Canary, CanarySpec};
 use serin_core::naming::canary_service_name;
 use serin_core::plan::{ObservedRoutes, Routes};
-use serin_core::services::FLUX_ANNOTATIONS;
 
-use super::{Error, Router, ingress_routing_fields, set_fields};
+use super::{Error, Router, ingress_routing_fields, set_fields, with_flux_annotations};
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -209,13 +208,6 @@ fn analysis_matches(canary: &Canary) -> Option<&[AnalysisMatch]> {
         .analysis()
         .and_then(|a| a.match_.as_deref())
         .filter(|m| !m.is_empty())
-}
-
-/// Flagger's `filterMetadata`: Flux must not put back what the operator changes.
-fn with_flux_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut result = annotations.clone();
-    result.extend(FLUX_ANNOTATIONS.map(|(key, value)| (key.to_string(), value.to_string())));
-    result
 }
 
 /// The ingress-nginx annotations (without prefix) for the A/B matches: a `cookie` header
