@@ -195,6 +195,11 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
             .map(String::from)
             .collect::<Vec<_>>()
     };
+    if args.zap_replace_globals.is_some() {
+        tracing::info!(
+            "-zap-replace-globals is accepted for compatibility with Flagger and changes nothing: serin has one logger"
+        );
+    }
     if args.mesh_provider.supergloo {
         tracing::warn!("{SUPERGLOO_DEPRECATED}");
     }

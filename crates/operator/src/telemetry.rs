@@ -1,5 +1,5 @@
 //! The operator's Prometheus metrics, with Flagger's names, labels and meanings
-//! (pkg/metrics/recorder.go) so that its Grafana dashboards work unchanged, plus serin's own;
+//! (pkg/metrics/recorder.go) so that queries and alerts written against them carry over, plus serin's own;
 //! and the HTTP server for `/metrics`, `/healthz` and `/readyz` (`-port`).
 
 use std::collections::BTreeMap;

@@ -42,6 +42,17 @@ impl Default for Options {
     }
 }
 
+/// The CRDs in `crates/testenv/testdata/crds/`: SMI's TrafficSplit (minimal), Gloo's and App
+/// Mesh's (published, unchanged).
+const TESTDATA_CRDS: [&str; 6] = [
+    "trafficsplits.split.smi-spec.io",
+    "gateway.solo.io_v1_RouteTable",
+    "gloo.solo.io_v1_Upstream",
+    "appmesh.k8s.aws_virtualnodes",
+    "appmesh.k8s.aws_virtualrouters",
+    "appmesh.k8s.aws_virtualservices",
+];
+
 pub struct TestEnv {
     client: Client,
     kubeconfig: PathBuf,
@@ -144,11 +155,15 @@ impl TestEnv {
         self.install_crd_files(&files).await
     }
 
-    /// Installs a CRD of serin's test data (`crates/testenv/testdata/crds/<name>.yaml`): one no
-    /// upstream module publishes in the form the tests need (each file says why).
-    pub async fn install_testdata_crd(&self, name: &str) -> Result<(), Error> {
-        let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/crds")).join(format!("{name}.yaml"));
-        self.install_crd_files(&[path]).await
+    /// Installs the routing CRDs of every traffic provider serin's tests exercise: the Gateway
+    /// API's and Istio's from the upstream cache, and the ones kept in
+    /// `crates/testenv/testdata/crds/` (each file says where it comes from and why it is there).
+    pub async fn install_provider_crds(&self) -> Result<(), Error> {
+        self.install_upstream_crds("gateway-api").await?;
+        self.install_upstream_crds("istio").await?;
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/crds"));
+        let files = TESTDATA_CRDS.map(|name| dir.join(format!("{name}.yaml")));
+        self.install_crd_files(&files).await
     }
 
     /// Installs Flagger's own CRDs (its `artifacts/flagger/crd.yaml`), as a cluster that ran

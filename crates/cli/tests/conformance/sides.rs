@@ -44,24 +44,9 @@ impl Side {
         env.install_flagger_crds()
             .await
             .map_err(|e| format!("Flagger's CRDs: {e}"))?;
-        env.install_upstream_crds("gateway-api")
+        env.install_provider_crds()
             .await
-            .map_err(|e| format!("Gateway API CRDs: {e}"))?;
-        env.install_upstream_crds("istio")
-            .await
-            .map_err(|e| format!("Istio CRDs: {e}"))?;
-        for crd in [
-            "trafficsplits.split.smi-spec.io",
-            "gateway.solo.io_v1_RouteTable",
-            "gloo.solo.io_v1_Upstream",
-            "appmesh.k8s.aws_virtualnodes",
-            "appmesh.k8s.aws_virtualrouters",
-            "appmesh.k8s.aws_virtualservices",
-        ] {
-            env.install_testdata_crd(crd)
-                .await
-                .map_err(|e| format!("the CRD {crd}: {e}"))?;
-        }
+            .map_err(|e| format!("the traffic providers' CRDs: {e}"))?;
         let hooks = WebhookReceiver::start()
             .await
             .map_err(|e| format!("webhook receiver: {e}"))?;

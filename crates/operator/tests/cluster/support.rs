@@ -38,19 +38,8 @@ impl std::ops::Deref for Cluster {
 pub async fn start_cluster(options: Options) -> Result<Cluster, serin_testenv::Error> {
     let env = TestEnv::start(options).await?;
     env.install_crds().await?;
-    env.install_upstream_crds("gateway-api").await?;
     env.install_upstream_crds("keda").await?;
-    env.install_upstream_crds("istio").await?;
-    for crd in [
-        "trafficsplits.split.smi-spec.io",
-        "gateway.solo.io_v1_RouteTable",
-        "gloo.solo.io_v1_Upstream",
-        "appmesh.k8s.aws_virtualnodes",
-        "appmesh.k8s.aws_virtualrouters",
-        "appmesh.k8s.aws_virtualservices",
-    ] {
-        env.install_testdata_crd(crd).await?;
-    }
+    env.install_provider_crds().await?;
     let traffic = TrafficSource::start().await?;
     // A port for the operator's HTTP server, free now; nothing else in the tests binds a fixed one.
     let telemetry_address = std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?;

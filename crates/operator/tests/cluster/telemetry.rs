@@ -1,5 +1,5 @@
 //! The operator's own metrics, scraped by the real Prometheus during a rollout: Flagger's names
-//! and labels (so its Grafana dashboards work), and the health endpoints.
+//! and labels (so queries written against Flagger's carry over), and the health endpoints.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
