@@ -1,14 +1,16 @@
 //! A webhook receiver on loopback: records every call (path and JSON body, in order) and answers
-//! with the status the test sets for the path (200 unless told otherwise).
+//! with the status the test sets for the path (200 unless told otherwise). As the target of a
+//! proxy it records the host the request was meant for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -18,12 +20,27 @@ use crate::Error;
 pub struct Call {
     pub path: String,
     pub body: Value,
+    /// The host the request named in an absolute URI (`POST http://host/path`), as a client
+    /// sends it to an HTTP proxy; `None` for a direct request.
+    pub proxied_host: Option<String>,
+    pub authorization: Option<String>,
+    pub received: Instant,
+}
+
+/// An answer the test chose: status, body and an optional `Retry-After` in seconds.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    body: String,
+    retry_after: Option<u64>,
 }
 
 #[derive(Default)]
 struct Shared {
     calls: Vec<Call>,
-    answers: BTreeMap<String, (u16, String)>,
+    answers: BTreeMap<String, Answer>,
+    /// Answers given once each, before `answers`, in order.
+    next_answers: BTreeMap<String, VecDeque<Answer>>,
     /// How long calls to a path wait before they are answered (they are recorded at once).
     holds: BTreeMap<String, Duration>,
 }
@@ -91,7 +108,30 @@ impl WebhookReceiver {
     /// Calls to `path` from now on are answered with `status` and `body`.
     pub fn answer(&self, path: &str, status: u16, body: &str) {
         if let Ok(mut shared) = self.shared.lock() {
-            shared.answers.insert(path.to_string(), (status, body.to_string()));
+            shared.answers.insert(
+                path.to_string(),
+                Answer {
+                    status,
+                    body: body.to_string(),
+                    retry_after: None,
+                },
+            );
+        }
+    }
+
+    /// The next call to `path` (after those already queued) is answered with `status`, and a
+    /// `Retry-After` header when given; later calls as before.
+    pub fn answer_once(&self, path: &str, status: u16, retry_after: Option<u64>) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared
+                .next_answers
+                .entry(path.to_string())
+                .or_default()
+                .push_back(Answer {
+                    status,
+                    body: "answered once".to_string(),
+                    retry_after,
+                });
         }
     }
 
@@ -123,27 +163,37 @@ impl Drop for WebhookReceiver {
     }
 }
 
-async fn record(State(shared): State<Arc<Mutex<Shared>>>, uri: Uri, body: Bytes) -> (StatusCode, String) {
+async fn record(State(shared): State<Arc<Mutex<Shared>>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (hold, (status, body)) = {
+    let (hold, answer) = {
         let Ok(mut shared) = shared.lock() else {
-            return (StatusCode::INTERNAL_SERVER_ERROR, "receiver state poisoned".into());
+            return (StatusCode::INTERNAL_SERVER_ERROR, "receiver state poisoned").into_response();
         };
         shared.calls.push(Call {
             path: path.clone(),
             body,
+            proxied_host: uri.authority().map(|a| a.to_string()),
+            authorization: headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from),
+            received: Instant::now(),
         });
-        (
-            shared.holds.get(&path).copied(),
-            shared.answers.get(&path).cloned().unwrap_or((200, "ok".into())),
-        )
+        let once = shared.next_answers.get_mut(&path).and_then(VecDeque::pop_front);
+        let answer = once.or_else(|| shared.answers.get(&path).cloned()).unwrap_or(Answer {
+            status: 200,
+            body: "ok".into(),
+            retry_after: None,
+        });
+        (shared.holds.get(&path).copied(), answer)
     };
     if let Some(delay) = hold {
         tokio::time::sleep(delay).await;
     }
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        body,
-    )
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match answer.retry_after {
+        Some(seconds) => (status, [(header::RETRY_AFTER, seconds.to_string())], answer.body).into_response(),
+        None => (status, answer.body).into_response(),
+    }
 }
