@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use serin_api::alert_provider::AlertProviderType;
 use serin_api::canary::Provider;
 use tracing_subscriber::EnvFilter;
 
@@ -50,6 +51,33 @@ pub struct OperatorArgs {
     /// Also send every Event serin publishes to this webhook (Flagger's event payload).
     #[arg(long, env = "EVENT_WEBHOOK_URL")]
     event_webhook: Option<String>,
+    /// Slack incoming webhook for the alerts of Canaries without analysis.alerts.
+    #[arg(long, env = "SLACK_URL", hide_env_values = true)]
+    slack_url: Option<String>,
+    /// Slack bot token, sent as a bearer token with each message.
+    #[arg(long, env = "SLACK_TOKEN", hide_env_values = true)]
+    slack_token: Option<String>,
+    /// HTTP(S) proxy for the Slack webhook.
+    #[arg(long, env = "SLACK_PROXY_URL", hide_env_values = true)]
+    slack_proxy_url: Option<String>,
+    /// User name the Slack (or MS Teams) messages are posted as.
+    #[arg(long, default_value = "flagger")]
+    slack_user: String,
+    /// Slack channel; the webhook's own channel when unset.
+    #[arg(long)]
+    slack_channel: Option<String>,
+    /// MS Teams webhook (Office 365 connector or Workflows) instead of Slack.
+    #[arg(long, env = "MSTEAMS_URL", hide_env_values = true)]
+    msteams_url: Option<String>,
+    /// HTTP(S) proxy for the MS Teams webhook.
+    #[arg(long, env = "MSTEAMS_PROXY_URL", hide_env_values = true)]
+    msteams_proxy_url: Option<String>,
+    /// Cluster name, added to every alert as its first field.
+    #[arg(long)]
+    cluster_name: Option<String>,
+    /// Refuse references to MetricTemplates, AlertProviders and Gloo upstreams in other namespaces.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    no_cross_namespace_refs: bool,
     /// Port of the HTTP server for /metrics (Prometheus), /healthz and /readyz.
     #[arg(long, default_value_t = 8080)]
     port: u16,
@@ -94,20 +122,6 @@ struct NotYetActedOn {
     kubeconfig_burst: Option<String>,
     #[arg(long)]
     control_loop_interval: Option<String>,
-    #[arg(long, env = "SLACK_URL")]
-    slack_url: Option<String>,
-    #[arg(long, env = "SLACK_TOKEN", hide_env_values = true)]
-    slack_token: Option<String>,
-    #[arg(long, env = "SLACK_PROXY_URL")]
-    slack_proxy_url: Option<String>,
-    #[arg(long)]
-    slack_user: Option<String>,
-    #[arg(long)]
-    slack_channel: Option<String>,
-    #[arg(long, env = "MSTEAMS_URL")]
-    msteams_url: Option<String>,
-    #[arg(long, env = "MSTEAMS_PROXY_URL")]
-    msteams_proxy_url: Option<String>,
     #[arg(long)]
     threadiness: Option<String>,
     #[arg(long)]
@@ -118,10 +132,6 @@ struct NotYetActedOn {
     leader_election_namespace: Option<String>,
     #[arg(long)]
     kubeconfig_service_mesh: Option<String>,
-    #[arg(long)]
-    cluster_name: Option<String>,
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    no_cross_namespace_refs: Option<String>,
 }
 
 impl NotYetActedOn {
@@ -130,20 +140,11 @@ impl NotYetActedOn {
             ("kubeconfig-qps", &self.kubeconfig_qps),
             ("kubeconfig-burst", &self.kubeconfig_burst),
             ("control-loop-interval", &self.control_loop_interval),
-            ("slack-url", &self.slack_url),
-            ("slack-token", &self.slack_token),
-            ("slack-proxy-url", &self.slack_proxy_url),
-            ("slack-user", &self.slack_user),
-            ("slack-channel", &self.slack_channel),
-            ("msteams-url", &self.msteams_url),
-            ("msteams-proxy-url", &self.msteams_proxy_url),
             ("threadiness", &self.threadiness),
             ("ingress-class", &self.ingress_class),
             ("enable-leader-election", &self.enable_leader_election),
             ("leader-election-namespace", &self.leader_election_namespace),
             ("kubeconfig-service-mesh", &self.kubeconfig_service_mesh),
-            ("cluster-name", &self.cluster_name),
-            ("no-cross-namespace-refs", &self.no_cross_namespace_refs),
         ];
         optional
             .iter()
@@ -151,6 +152,38 @@ impl NotYetActedOn {
             .map(|(name, _)| *name)
             .collect()
     }
+}
+
+/// The notifier `-slack-url` or `-msteams-url` describes (MS Teams when both are set, as Flagger).
+fn global_notifier(args: &OperatorArgs) -> Result<Option<serin_operator::GlobalNotifier>, StartError> {
+    let set = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+    let (kind, address, proxy, flag) = match (set(&args.msteams_url), set(&args.slack_url)) {
+        (Some(address), _) => (
+            AlertProviderType::Msteams,
+            address,
+            set(&args.msteams_proxy_url),
+            "msteams-url",
+        ),
+        (None, Some(address)) => (
+            AlertProviderType::Slack,
+            address,
+            set(&args.slack_proxy_url),
+            "slack-url",
+        ),
+        (None, None) => return Ok(None),
+    };
+    let endpoint = serin_operator::AlertEndpoint {
+        address,
+        token: set(&args.slack_token).filter(|_| kind == AlertProviderType::Slack),
+        username: args.slack_user.clone(),
+        channel: set(&args.slack_channel),
+    };
+    let notifier = serin_operator::GlobalNotifier::new(kind, endpoint, proxy).map_err(|error| StartError::Alerts {
+        flag,
+        error: error.to_string(),
+    })?;
+    tracing::info!(flag, "alerts of Canaries without analysis.alerts go to -{flag}");
+    Ok(Some(notifier))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +194,8 @@ enum StartError {
     Client(#[from] kube::Error),
     #[error("--master {0:?} is not a URL")]
     Master(String),
+    #[error("-{flag}: {error}")]
+    Alerts { flag: &'static str, error: String },
     #[error("could not start the async runtime: {0}")]
     Runtime(#[from] std::io::Error),
 }
@@ -203,6 +238,12 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
     if args.mesh_provider.supergloo {
         tracing::warn!("{SUPERGLOO_DEPRECATED}");
     }
+    let alerts = serin_operator::AlertSettings {
+        global: global_notifier(&args)?,
+        cluster_name: args.cluster_name.clone().filter(|c| !c.is_empty()),
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
+        ..Default::default()
+    };
     let config = serin_operator::Config {
         namespace: args.namespace.clone(),
         selector_labels: split(&args.selector_labels),
@@ -216,6 +257,7 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
         routers: serin_operator::RouterSettings {
             ingress_annotations_prefix: args.ingress_annotations_prefix.clone(),
         },
+        alerts,
         ..Default::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

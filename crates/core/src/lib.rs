@@ -1,6 +1,7 @@
 //! Everything serin decides without I/O. The operator observes the cluster, asks this crate what
 //! to do, and carries it out; every function here is a plain transformation with table tests.
 
+pub mod alerts;
 pub mod analysis;
 pub mod autoscaler;
 pub mod checks;

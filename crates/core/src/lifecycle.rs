@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use serin_api::{CanarySpec, CanaryStatus, Phase};
 
+use crate::alerts::Alert;
 use crate::plan::{Action, Outcome, Routes, normal, warning};
 use crate::readiness::Readiness;
 use crate::status;
@@ -63,7 +64,7 @@ fn problem_in(
     Outcome {
         notes: next
             .is_some()
-            .then(|| warning(reason, message.to_string()))
+            .then(|| warning(reason, message.to_string()).alerting(Alert::error(format!("problem: {reason}"), message)))
             .into_iter()
             .collect(),
         status: next,
@@ -244,10 +245,19 @@ pub fn initialize(current: &CanaryStatus, observation: &InitObservation) -> Outc
             now,
         ),
         actions,
-        notes: vec![normal(
-            "Initialized",
-            format!("Initialization done! {}.{}", o.name, o.namespace),
-        )],
+        notes: vec![
+            normal(
+                "Initialized",
+                format!("Initialization done! {}.{}", o.name, o.namespace),
+            )
+            .alerting(
+                Alert::info(
+                    "initialized",
+                    format!("New {} detected, initialization completed.", o.target_kind),
+                )
+                .with_details(),
+            ),
+        ],
         requeue: None,
         after: if checks_metrics {
             vec![Action::CheckMetricProviders]
@@ -377,6 +387,7 @@ pub fn revert(current: &CanaryStatus, observation: &RevertObservation) -> Outcom
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serin_api::canary::AlertSeverity;
 
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(second).expect("time")
@@ -539,6 +550,22 @@ mod tests {
             assert_eq!(status.phase, Some(phase), "{observation:?}");
             assert_eq!(outcome.actions, actions, "{observation:?}");
             assert_eq!(outcome.notes.first().map(|n| n.reason), reason, "{observation:?}");
+            // Problems alert at error; initialization alerts when done, as Flagger.
+            let alert = outcome.notes.first().and_then(|n| n.alert.as_ref());
+            let expected = match reason {
+                Some("Initializing") => None,
+                Some("Initialized") => Some((
+                    AlertSeverity::Info,
+                    "New Deployment detected, initialization completed.".to_string(),
+                )),
+                Some(_) => Some((AlertSeverity::Error, outcome.notes[0].message.clone())),
+                None => None,
+            };
+            assert_eq!(
+                alert.map(|a| (a.severity, a.message.clone())),
+                expected,
+                "{observation:?}"
+            );
             let checks_providers = phase == Phase::Initialized;
             assert_eq!(
                 outcome.after,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serin_api::{CanaryStatus, Phase};
 
+use crate::alerts::Alert;
 use crate::session_affinity::SessionCookies;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -90,11 +91,20 @@ impl Routes {
     }
 }
 
+/// An Event to publish, and the alert that goes with it, if the moment is worth one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
     pub warning: bool,
     pub reason: &'static str,
     pub message: String,
+    pub alert: Option<Alert>,
+}
+
+impl Note {
+    pub(crate) fn alerting(mut self, alert: Alert) -> Note {
+        self.alert = Some(alert);
+        self
+    }
 }
 
 pub(crate) fn normal(reason: &'static str, message: String) -> Note {
@@ -102,6 +112,7 @@ pub(crate) fn normal(reason: &'static str, message: String) -> Note {
         warning: false,
         reason,
         message,
+        alert: None,
     }
 }
 
@@ -110,5 +121,6 @@ pub(crate) fn warning(reason: &'static str, message: String) -> Note {
         warning: true,
         reason,
         message,
+        alert: None,
     }
 }

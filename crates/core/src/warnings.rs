@@ -69,9 +69,6 @@ pub fn spec_warnings(
                     .to_string(),
             );
         }
-        if analysis.alerts.as_ref().is_some_and(|a| !a.is_empty()) {
-            warnings.push("analysis.alerts are not sent: this serin version has no alerting yet".to_string());
-        }
     }
     for missing in missing_templates {
         warnings.push(format!(
@@ -177,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn fields_the_router_ignores_and_alerts_are_named() {
+    fn fields_the_router_ignores_and_missing_templates_are_named() {
         let with_alerts = spec(json!({
             "interval": "1m", "threshold": 1, "iterations": 2,
             "alerts": [{ "name": "team", "severity": "info", "providerRef": { "name": "slack" } }]
@@ -197,7 +194,6 @@ mod tests {
         assert_eq!(
             warnings,
             vec![
-                "analysis.alerts are not sent: this serin version has no alerting yet",
                 "metric errors: templateRef names MetricTemplate shop/error-rate, which does not exist; create it or fix the templateRef",
                 "service.corsPolicy is ignored by the gatewayapi:v1 provider",
             ]

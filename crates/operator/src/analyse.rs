@@ -101,7 +101,7 @@ async fn run_gate(
     gate: Gate,
 ) -> GateResult {
     let phase = gate.payload_phase(status.phase.unwrap_or_default());
-    let (failures, passed) = hooks::call_all(
+    let answers = hooks::call_all(
         &context.http,
         &context.telemetry,
         canary,
@@ -113,21 +113,24 @@ async fn run_gate(
     .await;
     match gate {
         Gate::RollbackRequested => GateResult {
-            open: passed > 0,
-            message: if passed > 0 {
+            open: answers.passed > 0,
+            message: if answers.passed > 0 {
                 "a rollback webhook answered with success".into()
             } else {
-                failures.join("; ")
+                answers.failures.join("; ")
             },
+            muted: false,
         },
-        Gate::Checks if failures.is_empty() => metric_checks(context, canary, observed, provider).await,
-        _ if failures.is_empty() => GateResult {
+        Gate::Checks if answers.failures.is_empty() => metric_checks(context, canary, observed, provider).await,
+        _ if answers.failures.is_empty() => GateResult {
             open: true,
             message: "all webhooks passed".into(),
+            muted: false,
         },
         _ => GateResult {
             open: false,
-            message: failures.join("; "),
+            message: answers.failures.join("; "),
+            muted: answers.first_failure_muted,
         },
     }
 }
@@ -168,11 +171,13 @@ async fn metric_checks(context: &Context, canary: &Canary, observed: &Observed, 
         GateResult {
             open: true,
             message: "all checks passed".into(),
+            muted: false,
         }
     } else {
         GateResult {
             open: false,
             message: failures.join("; "),
+            muted: false,
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Config {
     pub routers: serin_router::Settings,
     /// `-port`: where `/metrics`, `/healthz` and `/readyz` are served; none when `None`.
     pub telemetry_address: Option<std::net::SocketAddr>,
+    /// Alerts: the global notifier, `-cluster-name`, `-no-cross-namespace-refs`.
+    pub alerts: crate::AlertSettings,
     /// Name this operator gives itself in Events and field managers.
     pub controller_name: String,
 }
@@ -50,6 +52,7 @@ impl Default for Config {
             telemetry_address: None,
             config_tracking: true,
             event_webhook: None,
+            alerts: crate::AlertSettings::default(),
             controller_name: "serin".to_string(),
         }
     }

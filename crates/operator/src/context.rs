@@ -21,6 +21,7 @@ pub struct Context {
     pub templates: Option<Store<PartialObjectMeta<MetricTemplate>>>,
     /// The Prometheus metrics the operator exports.
     pub telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
+    pub alerting: std::sync::Arc<crate::alerts::Alerting>,
 }
 
 impl Context {

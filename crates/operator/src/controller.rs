@@ -20,6 +20,7 @@ use serin_core::lifecycle::{self, Stage};
 use serin_core::naming::primary_name;
 use tracing::Instrument;
 
+use crate::alerts::Alerting;
 use crate::context::Context;
 use crate::telemetry::{self, Telemetry};
 use crate::{Config, Error, analyse, finalize, initialize, interpret, report};
@@ -93,6 +94,7 @@ pub async fn run(client: Client, config: Config) {
             }
         }
     });
+    let alerting = Arc::new(Alerting::new(config.alerts.policy.clone(), telemetry.clone()));
     let context = Context {
         reporter,
         client,
@@ -100,6 +102,7 @@ pub async fn run(client: Client, config: Config) {
         http,
         templates,
         telemetry,
+        alerting,
     };
 
     let shared = Arc::new(Shared {
@@ -222,6 +225,13 @@ async fn reconcile_canary(canary: &Canary, context: &Context) -> Result<Action, 
             }
             if report::spec_warnings(context, canary).await? {
                 return Ok(Action::requeue(Duration::ZERO));
+            }
+            if context.config.alerts.no_cross_namespace_refs
+                && let Some(message) =
+                    serin_core::alerts::cross_namespace_ref(&canary.spec, &canary.namespace().unwrap_or_default())
+            {
+                let outcome = lifecycle::problem(&status, "CrossNamespaceRef", &message, Timestamp::now());
+                return interpret::record(context, canary, &outcome).await;
             }
             match stage {
                 Stage::Initialize => initialize::run(canary, context).await,

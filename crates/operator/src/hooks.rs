@@ -61,8 +61,18 @@ pub fn checksum(status: Option<&CanaryStatus>) -> String {
     )
 }
 
+/// What the webhooks of one type answered.
+#[derive(Debug, Default)]
+pub struct Answers {
+    /// Why each failed webhook failed.
+    pub failures: Vec<String>,
+    pub passed: usize,
+    /// The first webhook that failed has `muteAlert`.
+    pub first_failure_muted: bool,
+}
+
 /// Calls every webhook of `kind` of the Canary with Flagger's payload (`checksum` from
-/// [`checksum`], `phase` the phase to report); returns the failures' messages and how many passed.
+/// [`checksum`], `phase` the phase to report).
 pub async fn call_all(
     http: &HttpClients,
     telemetry: &Telemetry,
@@ -71,9 +81,8 @@ pub async fn call_all(
     checksum: &str,
     kind: HookType,
     phase: &str,
-) -> (Vec<String>, usize) {
-    let mut failures = Vec::new();
-    let mut passed = 0;
+) -> Answers {
+    let mut answers = Answers::default();
     let hooks = canary.spec.analysis().and_then(|a| a.webhooks.as_ref());
     for hook in hooks.into_iter().flatten().filter(|h| h.kind() == kind) {
         let payload = Payload {
@@ -84,11 +93,16 @@ pub async fn call_all(
             metadata: hook.metadata.clone().unwrap_or_default(),
         };
         match call(http, telemetry, hook, &payload).await {
-            Ok(()) => passed += 1,
-            Err(error) => failures.push(error.to_string()),
+            Ok(()) => answers.passed += 1,
+            Err(error) => {
+                if answers.failures.is_empty() {
+                    answers.first_failure_muted = hook.mute_alert == Some(true);
+                }
+                answers.failures.push(error.to_string());
+            }
         }
     }
-    (failures, passed)
+    answers
 }
 
 /// Calls `hook` with `payload`, retrying `retries` times; the error says why it failed. The

@@ -8,10 +8,12 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource};
 use serin_api::Canary;
 use serin_api::canary::HookType;
+use serin_core::alerts::Alert;
 use serin_core::plan::{Action, Outcome};
 use serin_core::services::{ServiceInputs, reverted_apex, services};
 
 use crate::Error;
+use crate::alerts;
 use crate::apply::apply;
 use crate::context::Context;
 use crate::finalize;
@@ -62,7 +64,16 @@ fn requeue_of(outcome: &Outcome) -> Requeue {
 }
 
 async fn publish_notes(context: &Context, canary: &Canary, outcome: &Outcome) {
+    let revision = outcome
+        .status
+        .as_ref()
+        .or(canary.status.as_ref())
+        .and_then(|s| s.last_applied_spec.clone())
+        .unwrap_or_default();
     for note in &outcome.notes {
+        if let Some(alert) = &note.alert {
+            alerts::send(context, canary, &revision, alert);
+        }
         let type_ = if note.warning {
             EventType::Warning
         } else {
@@ -142,6 +153,13 @@ async fn perform(subject: &Subject<'_>, action: &Action) -> Result<(), Error> {
                 .unwrap_or_default();
             let metric_context = crate::analyse::metric_context(context, canary, namespace, provider);
             for message in serin_metrics::offline_providers(&metric_context, &metrics).await {
+                let revision = canary.status.as_ref().and_then(|s| s.last_applied_spec.clone());
+                alerts::send(
+                    context,
+                    canary,
+                    &revision.unwrap_or_default(),
+                    &Alert::warn(format!("metric provider offline: {message}"), message.clone()),
+                );
                 publish(
                     context,
                     canary,
@@ -155,7 +173,7 @@ async fn perform(subject: &Subject<'_>, action: &Action) -> Result<(), Error> {
             }
         }
         Action::PostRollout(phase) => {
-            let (failures, _) = hooks::call_all(
+            let answers = hooks::call_all(
                 &context.http,
                 &context.telemetry,
                 canary,
@@ -165,7 +183,7 @@ async fn perform(subject: &Subject<'_>, action: &Action) -> Result<(), Error> {
                 phase.as_str(),
             )
             .await;
-            for failure in failures {
+            for failure in answers.failures {
                 publish(
                     context,
                     canary,

@@ -1,6 +1,7 @@
 //! serin's controller. It watches Canaries and the Deployments they target through shared caches,
 //! asks `serin-core` what to do, and carries it out against the API server.
 
+mod alerts;
 mod analyse;
 mod apply;
 mod config;
@@ -16,7 +17,9 @@ mod report;
 mod telemetry;
 mod workload;
 
+pub use alerts::{AlertSettings, GlobalNotifier};
 pub use config::Config;
 pub use controller::run;
 pub use error::Error;
+pub use serin_notify::{Endpoint as AlertEndpoint, Policy as AlertPolicy};
 pub use serin_router::Settings as RouterSettings;

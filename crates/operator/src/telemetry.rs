@@ -104,6 +104,8 @@ pub struct Telemetry {
     webhook_seconds: Family<HookTypeLabels, Histogram>,
     queries: Family<QueryLabels, Counter>,
     query_seconds: Family<ProviderLabels, Histogram>,
+    alerts: Family<QueryLabels, Counter>,
+    alert_seconds: Family<ProviderLabels, Histogram>,
     ready: AtomicBool,
 }
 
@@ -133,6 +135,8 @@ impl Telemetry {
             webhook_seconds: Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS)),
             queries: Family::default(),
             query_seconds: Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS)),
+            alerts: Family::default(),
+            alert_seconds: Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS)),
             ready: AtomicBool::new(false),
             registry,
         };
@@ -196,6 +200,16 @@ impl Telemetry {
             "serin_metric_query_duration_seconds",
             "Seconds a metric check's query took",
             telemetry.query_seconds.clone(),
+        );
+        registry.register(
+            "serin_alerts",
+            "Alerts by provider type and outcome (sent, refused, failed, dropped)",
+            telemetry.alerts.clone(),
+        );
+        registry.register(
+            "serin_alert_delivery_seconds",
+            "Seconds from queueing an alert to its outcome, retries and rate limit included",
+            telemetry.alert_seconds.clone(),
         );
         telemetry
     }
@@ -316,6 +330,22 @@ impl serin_metrics::QueryObserver for Telemetry {
         self.query_seconds
             .get_or_create(&ProviderLabels {
                 provider: provider.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+impl serin_notify::DeliveryObserver for Telemetry {
+    fn delivered(&self, kind: &str, outcome: &str, elapsed: Duration) {
+        self.alerts
+            .get_or_create(&QueryLabels {
+                provider: kind.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.alert_seconds
+            .get_or_create(&ProviderLabels {
+                provider: kind.to_string(),
             })
             .observe(elapsed.as_secs_f64());
     }

@@ -16,6 +16,7 @@ use serin_api::canary::{CanaryAnalysis, HookType};
 use serin_api::duration::DurationError;
 use serin_api::{CanarySpec, CanaryStatus, Phase};
 
+use crate::alerts::Alert;
 pub use crate::plan::{Action, Note, ObservedRoutes, Outcome, Routes};
 use crate::plan::{normal, warning};
 use crate::readiness::Readiness;
@@ -80,6 +81,9 @@ impl Gate {
 pub struct GateResult {
     pub open: bool,
     pub message: String,
+    /// The first webhook that held the gate has `muteAlert`: the Event is published, the
+    /// alert is not (Flagger's scheduler_hooks.go).
+    pub muted: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -217,10 +221,13 @@ impl<'a> Machine<'a> {
                     match self.gate(Gate::RollbackRequested) {
                         Err(gate) => return Decision::Run(gate),
                         Ok(Some(result)) if result.open => {
-                            return act(self.rollback(&format!(
-                                "a rollback webhook asked for it while waiting for approval: {}",
-                                result.message
-                            )));
+                            return act(self.rollback(
+                                &format!(
+                                    "a rollback webhook asked for it while waiting for approval: {}",
+                                    result.message
+                                ),
+                                manual_rollback(),
+                            ));
                         }
                         Ok(_) => {}
                     }
@@ -268,7 +275,10 @@ impl<'a> Machine<'a> {
             notes: if already_said {
                 vec![]
             } else {
-                vec![warning("InvalidInterval", format!("{}: {message}", self.name))]
+                vec![
+                    warning("InvalidInterval", format!("{}: {message}", self.name))
+                        .alerting(Alert::error("InvalidInterval", message.clone())),
+                ]
             },
             requeue: None,
             after: vec![],
@@ -329,9 +339,14 @@ impl<'a> Machine<'a> {
                 let notes = if phase == Phase::Waiting {
                     vec![]
                 } else {
-                    vec![normal(
+                    let note = normal(
                         "Waiting",
                         format!("{}: new revision waiting for approval: {}", self.name, result.message),
+                    );
+                    vec![alert_unless_muted(
+                        note,
+                        result,
+                        Alert::warn("confirm-rollout", "Canary is waiting for approval."),
                     )]
                 };
                 return act(Outcome {
@@ -358,6 +373,7 @@ impl<'a> Machine<'a> {
                     self.name, self.observation.revision
                 ),
             )
+            .alerting(Alert::info("new-revision", "New revision detected, restarting canary analysis.").with_details())
         } else {
             normal(
                 "Progressing",
@@ -366,6 +382,7 @@ impl<'a> Machine<'a> {
                     self.name, self.observation.revision
                 ),
             )
+            .alerting(Alert::info("new-revision", "New revision detected, progressing canary analysis.").with_details())
         };
         act(Outcome {
             status: self.status_with(Phase::Progressing, &message, true, |s| {
@@ -420,7 +437,12 @@ impl<'a> Machine<'a> {
 
     fn analyse(&self, phase: Phase) -> Decision {
         match &self.observation.canary {
-            Readiness::Failed(why) => return act(self.rollback(&format!("canary is not ready: {why}"))),
+            Readiness::Failed(why) => {
+                return act(self.rollback(
+                    &format!("canary is not ready: {why}"),
+                    Alert::error("rolled-back", format!("Progress deadline exceeded {why}")),
+                ));
+            }
             Readiness::Waiting(why) => return self.wait(phase, why),
             Readiness::Ready => {}
         }
@@ -437,7 +459,10 @@ impl<'a> Machine<'a> {
                     notes: if said {
                         vec![]
                     } else {
-                        vec![warning("RoutesRefused", format!("{}: {message}", self.name))]
+                        vec![
+                            warning("RoutesRefused", format!("{}: {message}", self.name))
+                                .alerting(Alert::warn("RoutesRefused", message.clone())),
+                        ]
                     },
                     requeue: Some(WAIT_RECHECK),
                     ..Outcome::default()
@@ -471,16 +496,22 @@ impl<'a> Machine<'a> {
         match self.gate(Gate::RollbackRequested) {
             Err(gate) => return Decision::Run(gate),
             Ok(Some(result)) if result.open => {
-                return act(self.rollback(&format!("a rollback webhook asked for it: {}", result.message)));
+                return act(self.rollback(
+                    &format!("a rollback webhook asked for it: {}", result.message),
+                    manual_rollback(),
+                ));
             }
             Ok(_) => {}
         }
         let failed = self.status.failed_checks.unwrap_or(0);
         if failed >= self.analysis.threshold() {
-            return act(self.rollback(&format!(
-                "{failed} failed checks reached the threshold {}",
-                self.analysis.threshold()
-            )));
+            return act(self.rollback(
+                &format!(
+                    "{failed} failed checks reached the threshold {}",
+                    self.analysis.threshold()
+                ),
+                Alert::error("rolled-back", format!("Failed checks threshold reached {failed}")),
+            ));
         }
         let weight = self.status.canary_weight.unwrap_or(0);
         let iterations = self.status.iterations.unwrap_or(0);
@@ -592,10 +623,16 @@ impl<'a> Machine<'a> {
                 },
             ),
             actions: vec![],
-            notes: vec![warning(
-                "CheckFailed",
-                format!("{}: check failed ({failed} of {threshold} allowed): {why}", self.name),
-            )],
+            notes: vec![
+                warning(
+                    "CheckFailed",
+                    format!("{}: check failed ({failed} of {threshold} allowed): {why}", self.name),
+                )
+                .alerting(Alert::warn(
+                    "check-failed",
+                    format!("Canary check failed ({failed} of {threshold} allowed): {why}"),
+                )),
+            ],
             requeue: Some(self.interval()),
             after: vec![],
         }
@@ -606,11 +643,35 @@ impl<'a> Machine<'a> {
         match self.gate(Gate::ConfirmTrafficIncrease) {
             Err(gate) => Some(Decision::Run(gate)),
             Ok(Some(result)) if !result.open => {
-                let message = format!("waiting for confirm-traffic-increase approval: {}", result.message);
+                let prefix = "waiting for confirm-traffic-increase approval";
+                let message = format!("{prefix}: {}", result.message);
+                let waiting_already = status::promoted_condition(self.status)
+                    .and_then(|c| c.message.as_deref())
+                    .is_some_and(|m| m.starts_with(prefix));
+                let weight = self.status.canary_weight.unwrap_or(0);
+                let notes = if waiting_already {
+                    vec![]
+                } else {
+                    let note = normal(
+                        "Waiting",
+                        format!(
+                            "{}: traffic increase from {weight}% waits for approval: {}",
+                            self.name, result.message
+                        ),
+                    );
+                    vec![alert_unless_muted(
+                        note,
+                        result,
+                        Alert::warn(
+                            format!("confirm-traffic-increase at {weight}%"),
+                            "Canary traffic increase is waiting for approval.",
+                        ),
+                    )]
+                };
                 Some(act(Outcome {
                     status: self.status_with(phase, &message, false, |_| {}),
                     actions: vec![],
-                    notes: vec![],
+                    notes,
                     requeue: Some(self.interval()),
                     after: vec![],
                 }))
@@ -650,12 +711,17 @@ impl<'a> Machine<'a> {
                     notes: if waiting_already {
                         vec![]
                     } else {
-                        vec![normal(
+                        let note = normal(
                             "WaitingPromotion",
                             format!(
                                 "{}: analysis passed; promotion waits for approval: {}",
                                 self.name, result.message
                             ),
+                        );
+                        vec![alert_unless_muted(
+                            note,
+                            result,
+                            Alert::warn("confirm-promotion", "Canary promotion is waiting for approval."),
                         )]
                     },
                     requeue: Some(self.interval()),
@@ -668,9 +734,8 @@ impl<'a> Machine<'a> {
 
     fn start_promotion(&self, why: &str) -> Outcome {
         if !self.observation.target_has_selector_label {
-            return self.rollback(
-                "the target lost its selector label, so it cannot be copied to the primary; restore the label and release again",
-            );
+            let why = "the target lost its selector label, so it cannot be copied to the primary; restore the label and release again";
+            return self.rollback(why, Alert::error("rolled-back", format!("Rolled back: {why}")));
         }
         Outcome {
             status: self.status_with(
@@ -762,10 +827,20 @@ impl<'a> Machine<'a> {
                 s.last_promoted_spec = s.last_applied_spec.clone();
             }),
             actions: vec![Action::ScaleDownTarget],
-            notes: vec![normal(
-                "Succeeded",
-                format!("{}: promotion completed; canary scaled down", self.name),
-            )],
+            notes: vec![
+                normal(
+                    "Succeeded",
+                    format!("{}: promotion completed; canary scaled down", self.name),
+                )
+                .alerting(Alert::info(
+                    "succeeded",
+                    if self.spec.skip_analysis == Some(true) {
+                        "Canary analysis was skipped, promotion finished."
+                    } else {
+                        "Canary analysis completed successfully, promotion finished."
+                    },
+                )),
+            ],
             requeue: None,
             after: vec![Action::PostRollout(Phase::Succeeded)],
         }
@@ -781,7 +856,12 @@ impl<'a> Machine<'a> {
                 s.canary_weight = Some(100);
             }),
             actions: vec![Action::Route(Routes::weights(0, 100))],
-            notes: vec![warning("PromotionFailed", format!("{}: {message}", self.name))],
+            notes: vec![
+                warning("PromotionFailed", format!("{}: {message}", self.name)).alerting(Alert::error(
+                    "promotion-failed",
+                    format!("Promotion failed, primary not ready: {why}"),
+                )),
+            ],
             requeue: None,
             after: vec![Action::PostRollout(Phase::Failed)],
         }
@@ -793,7 +873,8 @@ impl<'a> Machine<'a> {
         status.tracked_configs = revision::tracked_configs_status(self.observation.tracked_configs);
     }
 
-    fn rollback(&self, why: &str) -> Outcome {
+    /// Rolls back because of `why`, telling people with `alert`.
+    fn rollback(&self, why: &str, alert: Alert) -> Outcome {
         Outcome {
             // As Flagger's rollback (scheduler.go): weight, iterations and failed checks back to 0.
             status: self.status_with(Phase::Failed, &format!("rolled back: {why}"), true, |s| {
@@ -804,17 +885,30 @@ impl<'a> Machine<'a> {
                 self.record_revision(s);
             }),
             actions: vec![Action::Route(Routes::all_to_primary()), Action::ScaleDownTarget],
-            notes: vec![warning(
-                "RolledBack",
-                format!(
-                    "{}: rolled back, traffic returned to the primary and the canary scaled down: {why}",
-                    self.name
-                ),
-            )],
+            notes: vec![
+                warning(
+                    "RolledBack",
+                    format!(
+                        "{}: rolled back, traffic returned to the primary and the canary scaled down: {why}",
+                        self.name
+                    ),
+                )
+                .alerting(alert),
+            ],
             requeue: None,
             after: vec![Action::PostRollout(Phase::Failed)],
         }
     }
+}
+
+/// Flagger's alert when a rollback webhook asks for the rollback.
+fn manual_rollback() -> Alert {
+    Alert::warn("rolled-back", "Rolling back manual webhook invoked")
+}
+
+/// `note` with `alert`, unless the webhook that held the gate mutes alerts.
+fn alert_unless_muted(note: Note, result: &GateResult, alert: Alert) -> Note {
+    if result.muted { note } else { note.alerting(alert) }
 }
 
 #[cfg(test)]

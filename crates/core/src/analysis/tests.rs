@@ -30,6 +30,10 @@ struct Sim {
     asked: Vec<Gate>,
     actions: Vec<Action>,
     trace: Vec<(Phase, i32, i32)>,
+    /// The alerts of the plans carried out, in order.
+    alerts: Vec<Alert>,
+    /// Whether the webhooks that hold gates have `muteAlert`.
+    muted: bool,
 }
 
 impl Sim {
@@ -58,6 +62,8 @@ impl Sim {
             asked: vec![],
             actions: vec![],
             trace: vec![],
+            alerts: vec![],
+            muted: false,
         }
     }
 
@@ -135,6 +141,7 @@ impl Sim {
                         GateResult {
                             open,
                             message: format!("{gate:?} said {open}"),
+                            muted: self.muted && !open,
                         },
                     );
                 }
@@ -147,6 +154,8 @@ impl Sim {
                     self.actions.extend(outcome.actions.clone());
                     if !crashed {
                         self.actions.extend(outcome.after.clone());
+                        self.alerts
+                            .extend(outcome.notes.iter().filter_map(|note| note.alert.clone()));
                     }
                     return *outcome;
                 }
@@ -827,4 +836,106 @@ fn session_affinity_cookies_follow_the_canary_weight() {
         .expect("cookies");
     assert_ne!(next_run.canary, Some(canary_cookie), "a new run, a new cookie");
     assert_eq!(next_run.primary, first_cookies.primary, "the primary cookie stays");
+}
+
+/// The alerts' severities and messages, in order.
+fn said(sim: &Sim) -> Vec<(AlertSeverity, &str)> {
+    sim.alerts.iter().map(|a| (a.severity, a.message.as_str())).collect()
+}
+
+use serin_api::canary::AlertSeverity;
+use serin_api::canary::AlertSeverity::{Error as Err_, Info, Warn};
+
+#[test]
+fn a_successful_rollout_alerts_at_its_start_and_its_end_as_flagger() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Succeeded, 50);
+    assert_eq!(
+        said(&sim),
+        [
+            (Info, "New revision detected, progressing canary analysis."),
+            (Info, "Canary analysis completed successfully, promotion finished."),
+        ]
+    );
+    assert!(sim.alerts[0].details, "the start carries the Canary's details");
+    assert!(!sim.alerts[1].details);
+}
+
+#[test]
+fn a_failing_rollout_alerts_each_failed_check_and_the_rollback() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1).answer(Gate::Checks, &[false]);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Failed, 50);
+    let said = said(&sim);
+    assert_eq!(said.len(), 4, "{said:?}");
+    assert_eq!(said[0], (Info, "New revision detected, progressing canary analysis."));
+    assert!(
+        said[1]
+            .1
+            .starts_with("Canary check failed (1 of 2 allowed): Checks said false")
+    );
+    assert_eq!(said[1].0, Warn);
+    assert_eq!(
+        sim.alerts[1].cause, sim.alerts[2].cause,
+        "one cause: said once per revision"
+    );
+    assert_eq!(said[3], (Err_, "Failed checks threshold reached 2"));
+}
+
+#[test]
+fn approvals_are_alerted_once_per_wait_unless_the_webhook_mutes_them() {
+    let run = |muted: bool| {
+        let mut sim = Sim::new(progressive(), Provider::GatewayApiV1)
+            .hooks(&[HookType::ConfirmTrafficIncrease, HookType::ConfirmPromotion])
+            .answer(Gate::ConfirmTrafficIncrease, &[false, false, true, false, true])
+            .answer(Gate::ConfirmPromotion, &[false, false, true]);
+        sim.muted = muted;
+        sim.new_revision("s1-rev2");
+        sim.run_until(Phase::Succeeded, 80);
+        sim
+    };
+    let sim = run(false);
+    let waits: Vec<_> = sim
+        .alerts
+        .iter()
+        .filter(|a| a.severity == Warn)
+        .map(|a| (a.cause.as_str(), a.message.as_str()))
+        .collect();
+    assert_eq!(
+        waits,
+        [
+            (
+                "confirm-traffic-increase at 0%",
+                "Canary traffic increase is waiting for approval."
+            ),
+            (
+                "confirm-traffic-increase at 10%",
+                "Canary traffic increase is waiting for approval."
+            ),
+            ("confirm-promotion", "Canary promotion is waiting for approval."),
+        ]
+    );
+    let muted = run(true);
+    assert!(muted.alerts.iter().all(|a| a.severity == Info), "{:?}", said(&muted));
+}
+
+#[test]
+fn a_rollback_webhook_and_a_stuck_canary_say_why_they_rolled_back() {
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1)
+        .hooks(&[HookType::Rollback])
+        .answer(Gate::RollbackRequested, &[false, true]);
+    sim.new_revision("s1-rev2");
+    sim.run_until(Phase::Failed, 50);
+    assert_eq!(said(&sim).last(), Some(&(Warn, "Rolling back manual webhook invoked")));
+
+    let mut sim = Sim::new(progressive(), Provider::GatewayApiV1);
+    sim.new_revision("s1-rev2");
+    sim.reconcile();
+    sim.canary = Readiness::Failed("progress deadline exceeded".into());
+    sim.run_until(Phase::Failed, 5);
+    assert_eq!(
+        said(&sim).last(),
+        Some(&(Err_, "Progress deadline exceeded progress deadline exceeded"))
+    );
 }

@@ -2,6 +2,7 @@
 //! and kwok (see serin-testenv). One control plane and one operator serve every test, each test
 //! in its own namespace, as canaries share an operator in real clusters.
 
+mod alerts;
 mod analysis;
 mod appmesh;
 mod configs;
@@ -66,6 +67,8 @@ fn main() -> ExitCode {
         analysis::http_route_fields_are_applied_and_drifted_weights_set_back,
         analysis::session_affinity_keeps_users_on_their_side,
         telemetry::the_operators_metrics_follow_a_rollout,
+        alerts::alerts_reach_each_provider_by_severity,
+        alerts::the_global_notifier_and_a_missing_provider,
         istio::istio_canary_steps_through_weights,
         istio::istio_rollback_returns_traffic_to_the_primary,
         istio::an_existing_virtual_service_is_adopted_and_given_back,

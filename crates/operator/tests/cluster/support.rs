@@ -56,6 +56,25 @@ pub async fn start_cluster(options: Options) -> Result<Cluster, serin_testenv::E
         metrics_server: prometheus.url().to_string(),
         event_webhook: Some(format!("{}/event-webhook-flag", hooks.url())),
         telemetry_address: Some(telemetry_address),
+        alerts: serin_operator::AlertSettings {
+            global: Some(serin_operator::GlobalNotifier {
+                kind: serin_api::alert_provider::AlertProviderType::Slack,
+                endpoint: serin_operator::AlertEndpoint {
+                    address: format!("{}{}", hooks.url(), crate::alerts::GLOBAL_SLACK_PATH),
+                    token: None,
+                    username: "flagger".into(),
+                    channel: None,
+                },
+                proxy: None,
+            }),
+            cluster_name: Some(crate::alerts::CLUSTER_NAME.into()),
+            policy: serin_operator::AlertPolicy {
+                min_interval: Duration::from_millis(20),
+                backoff: Duration::from_millis(200),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
         ..Default::default()
     };
     tokio::spawn(serin_operator::run(env.client(), config));
