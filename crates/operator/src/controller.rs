@@ -51,6 +51,13 @@ pub async fn run(client: Client, config: Config) {
             return;
         }
     };
+    let config_tracking = config.config_tracking;
+    let controller = Controller::new(canaries, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let telemetry = Arc::new(Telemetry::new(
+        &serin_api::wire_name(&config.mesh_provider),
+        store.clone(),
+    ));
     let (templates, writer) = reflector::store();
     let template_names: Api<PartialObjectMeta<MetricTemplate>> = scoped(&client, &namespace);
     let template_watch = reflector::reflector(
@@ -59,7 +66,16 @@ pub async fn run(client: Client, config: Config) {
     )
     .default_backoff()
     .touched_objects()
-    .for_each(|_| futures::future::ready(()));
+    .for_each({
+        let telemetry = telemetry.clone();
+        move |event| {
+            if let Err(error) = event {
+                telemetry.watch_restarted("metrictemplates");
+                tracing::warn!(%error, "the MetricTemplate watch failed; it restarts after a backoff");
+            }
+            futures::future::ready(())
+        }
+    });
     tokio::spawn(template_watch);
     // Without a listing (the CRD missing, or no permission to list them) a warning about a
     // templateRef naming no MetricTemplate would be a guess: those warnings are left out.
@@ -72,13 +88,6 @@ pub async fn run(client: Client, config: Config) {
             None
         }
     };
-    let config_tracking = config.config_tracking;
-    let controller = Controller::new(canaries, watcher::Config::default().any_semantic());
-    let store = controller.store();
-    let telemetry = Arc::new(Telemetry::new(
-        &serin_api::wire_name(&config.mesh_provider),
-        store.clone(),
-    ));
     if let Some(address) = config.telemetry_address {
         tokio::spawn(telemetry::serve(address, telemetry.clone()));
     }
@@ -133,10 +142,16 @@ pub async fn run(client: Client, config: Config) {
     controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, shared.clone())
-        .for_each(|result| async move {
+        .for_each(|result| {
             if let Err(error) = result {
-                tracing::debug!(%error, "reconcile did not complete");
+                if let kube::runtime::controller::Error::QueueError(error) = &error {
+                    shared.context.telemetry.watch_restarted("canaries");
+                    tracing::warn!(%error, "a watch of the controller failed; it restarts after a backoff");
+                } else {
+                    tracing::debug!(%error, "reconcile did not complete");
+                }
             }
+            futures::future::ready(())
         })
         .await;
 }

@@ -85,6 +85,11 @@ struct HookTypeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabels {
+    resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
     result: String,
     reason: String,
@@ -106,6 +111,7 @@ pub struct Telemetry {
     query_seconds: Family<ProviderLabels, Histogram>,
     alerts: Family<QueryLabels, Counter>,
     alert_seconds: Family<ProviderLabels, Histogram>,
+    watch_restarts: Family<ResourceLabels, Counter>,
     ready: AtomicBool,
 }
 
@@ -137,6 +143,7 @@ impl Telemetry {
             query_seconds: Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS)),
             alerts: Family::default(),
             alert_seconds: Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS)),
+            watch_restarts: Family::default(),
             ready: AtomicBool::new(false),
             registry,
         };
@@ -210,6 +217,11 @@ impl Telemetry {
             "serin_alert_delivery_seconds",
             "Seconds from queueing an alert to its outcome, retries and rate limit included",
             telemetry.alert_seconds.clone(),
+        );
+        registry.register(
+            "serin_watch_restarts",
+            "Watches that failed and restarted after a backoff, by the resource the controller watches",
+            telemetry.watch_restarts.clone(),
         );
         telemetry
     }
@@ -305,6 +317,15 @@ impl Telemetry {
         self.webhook_seconds
             .get_or_create(&HookTypeLabels { hook: hook.to_string() })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A watch of `resource` (`canaries` for the controller's, `metrictemplates`) failed.
+    pub fn watch_restarted(&self, resource: &str) {
+        self.watch_restarts
+            .get_or_create(&ResourceLabels {
+                resource: resource.to_string(),
+            })
+            .inc();
     }
 
     /// The caches are filled: `/readyz` answers 200 from now on.
@@ -475,6 +496,8 @@ mod tests {
         telemetry.reconciled(Some("KubernetesApiError"), Duration::from_millis(3));
         telemetry.webhook_called("confirm-promotion", "refused", Duration::from_millis(8));
         serin_metrics::QueryObserver::query_ran(&telemetry, "prometheus", "no_values", Duration::from_millis(5));
+        serin_notify::DeliveryObserver::delivered(&telemetry, "slack", "sent", Duration::from_millis(30));
+        telemetry.watch_restarted("canaries");
         telemetry
     }
 
@@ -492,6 +515,9 @@ mod tests {
             r#"serin_reconciles_total{result="error",reason="KubernetesApiError"} 1"#,
             r#"serin_webhook_calls_total{hook="confirm-promotion",outcome="refused"} 1"#,
             r#"serin_metric_queries_total{provider="prometheus",outcome="no_values"} 1"#,
+            r#"serin_alerts_total{provider="slack",outcome="sent"} 1"#,
+            r#"serin_alert_delivery_seconds_count{provider="slack"} 1"#,
+            r#"serin_watch_restarts_total{resource="canaries"} 1"#,
         ] {
             assert!(text.contains(series), "{series} in\n{text}");
         }
