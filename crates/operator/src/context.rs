@@ -22,6 +22,8 @@ pub struct Context {
     /// The Prometheus metrics the operator exports.
     pub telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
     pub alerting: std::sync::Arc<crate::alerts::Alerting>,
+    /// Repeated Events grouped into series.
+    pub repeats: crate::report::Repeats,
 }
 
 impl Context {

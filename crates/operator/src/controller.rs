@@ -112,6 +112,7 @@ pub async fn run(client: Client, config: Config) {
         templates,
         telemetry,
         alerting,
+        repeats: Default::default(),
     };
 
     let shared = Arc::new(Shared {

@@ -1,5 +1,9 @@
 //! Writing what happened: the Canary's status (only when it changed) and Events beside it.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -117,14 +121,65 @@ pub async fn publish(context: &Context, canary: &Canary, note: Note<'_>) {
         action: "Reconcile".to_string(),
         secondary: None,
     };
-    // A Recorder folds events of the same reason into one series that keeps the first message;
-    // every step and measured value must stay visible, so each Event is published on its own.
-    let recorder = Recorder::new(context.client.clone(), context.reporter.clone());
+    let recorder = context.repeats.recorder_for(context, canary, &event);
     if let Err(error) = recorder.publish(&event, &canary.object_ref(&())).await {
         tracing::warn!(%error, "could not publish event");
     }
     if let Some(message) = event.note {
         notify_event_hooks(context, canary, note.type_, message);
+    }
+}
+
+/// How long a repeat of an Event joins its series: kube-runtime's Recorder keeps a series this
+/// long (its `CACHE_TTL`).
+const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+/// Groups repeats into series. A Recorder folds every Event of the same reason about an object
+/// into one series that keeps the first message, so one Recorder would hide each step and
+/// measured value behind the first. Instead each (Canary, reason) keeps the Recorder of its
+/// last Event: an Event with the same message within the window reuses it (kube adds to the
+/// series: `count`, `lastObservedTime`), any other gets a new Recorder and a new Event.
+#[derive(Default)]
+pub struct Repeats {
+    last: Mutex<HashMap<(String, String), LastEvent>>,
+}
+
+struct LastEvent {
+    note: Option<String>,
+    recorder: Recorder,
+    at: Instant,
+}
+
+impl Repeats {
+    fn recorder_for(&self, context: &Context, canary: &Canary, event: &Event) -> Recorder {
+        let fresh = || Recorder::new(context.client.clone(), context.reporter.clone());
+        let Ok(mut last) = self.last.lock() else {
+            return fresh();
+        };
+        let now = Instant::now();
+        // Forgotten once their series has closed, so the map holds recent Events only.
+        if last.len() >= 1024 && last.len().is_power_of_two() {
+            last.retain(|_, seen| now.duration_since(seen.at) < SERIES_WINDOW);
+        }
+        let key = (canary.uid().unwrap_or_default(), event.reason.clone());
+        match last.get_mut(&key) {
+            Some(seen) if seen.note == event.note && now.duration_since(seen.at) < SERIES_WINDOW => {
+                seen.at = now;
+                seen.recorder.clone()
+            }
+            _ => {
+                let recorder = fresh();
+                last.insert(
+                    key,
+                    LastEvent {
+                        note: event.note.clone(),
+                        recorder: recorder.clone(),
+                        at: now,
+                    },
+                );
+                recorder
+            }
+        }
     }
 }
 

@@ -52,6 +52,22 @@ pub async fn broken_checks_are_reported_with_their_reason(cluster: Arc<Cluster>)
     );
     wait_for_message(&cluster, &namespace, name, &expected).await?;
     wait_for_phase(&cluster, &namespace, name, Phase::Failed).await?;
+    // The two failed checks said the same thing: one Event, its series counting both.
+    let repeated: Vec<_> = events_for(&cluster, &namespace, name)
+        .await?
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("MetricFailed"))
+        .filter(|e| {
+            e.message
+                .as_deref()
+                .is_some_and(|m| m.contains("missing-template not found"))
+        })
+        .map(|e| e.series.and_then(|s| s.count).or(e.count).unwrap_or(1))
+        .collect();
+    ensure(
+        repeated == [2],
+        format!("the repeated MetricFailed is one Event with a series of 2: {repeated:?}"),
+    )?;
     Ok(())
 }
 
