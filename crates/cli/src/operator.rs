@@ -78,6 +78,16 @@ pub struct OperatorArgs {
     /// Refuse references to MetricTemplates, AlertProviders and Gloo upstreams in other namespaces.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     no_cross_namespace_refs: bool,
+    /// Run as one of several replicas: only the holder of the Lease reconciles.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    enable_leader_election: bool,
+    /// Namespace of the leader election Lease.
+    #[arg(long, default_value = "kube-system")]
+    leader_election_namespace: String,
+    /// How long the leader's Lease lasts without renewal: a standby takes over a dead leader
+    /// within it (a leader that stops gracefully releases it at once).
+    #[arg(long, default_value = "60s", value_parser = parse_lease_duration)]
+    leader_election_lease_duration: std::time::Duration,
     /// Port of the HTTP server for /metrics (Prometheus), /healthz and /readyz.
     #[arg(long, default_value_t = 8080)]
     port: u16,
@@ -126,10 +136,6 @@ struct NotYetActedOn {
     threadiness: Option<String>,
     #[arg(long)]
     ingress_class: Option<String>,
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    enable_leader_election: Option<String>,
-    #[arg(long)]
-    leader_election_namespace: Option<String>,
     #[arg(long)]
     kubeconfig_service_mesh: Option<String>,
 }
@@ -142,8 +148,6 @@ impl NotYetActedOn {
             ("control-loop-interval", &self.control_loop_interval),
             ("threadiness", &self.threadiness),
             ("ingress-class", &self.ingress_class),
-            ("enable-leader-election", &self.enable_leader_election),
-            ("leader-election-namespace", &self.leader_election_namespace),
             ("kubeconfig-service-mesh", &self.kubeconfig_service_mesh),
         ];
         optional
@@ -152,6 +156,23 @@ impl NotYetActedOn {
             .map(|(name, _)| *name)
             .collect()
     }
+}
+
+/// This replica's name in the Lease: the pod's (or host's) name and the process id.
+fn identity() -> String {
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()))
+        .unwrap_or_else(|_| "serin".to_string());
+    format!("{host}_{}", std::process::id())
+}
+
+fn parse_lease_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = serin_api::duration::parse_positive(text).map_err(|e| e.to_string())?;
+    if duration < std::time::Duration::from_secs(2) {
+        return Err("a lease shorter than 2s would be lost between renewals".to_string());
+    }
+    Ok(duration)
 }
 
 /// The notifier `-slack-url` or `-msteams-url` describes (MS Teams when both are set, as Flagger).
@@ -258,6 +279,12 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
             ingress_annotations_prefix: args.ingress_annotations_prefix.clone(),
         },
         alerts,
+        leader_election: args.enable_leader_election.then(|| serin_operator::LeaderElection {
+            namespace: args.leader_election_namespace.clone(),
+            lease_name: serin_operator::LeaderElection::LEASE_NAME.to_string(),
+            identity: identity(),
+            lease_duration: args.leader_election_lease_duration,
+        }),
         ..Default::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -28,6 +28,11 @@ pub struct Config {
     pub telemetry_address: Option<std::net::SocketAddr>,
     /// Alerts: the global notifier, `-cluster-name`, `-no-cross-namespace-refs`.
     pub alerts: crate::AlertSettings,
+    /// `-enable-leader-election`: only the holder of this Lease reconciles.
+    pub leader_election: Option<crate::LeaderElection>,
+    /// How long a reconcile in progress may take to finish after SIGTERM before the process
+    /// stops anyway (the API server may be unreachable).
+    pub shutdown_grace: std::time::Duration,
     /// Name this operator gives itself in Events and field managers.
     pub controller_name: String,
 }
@@ -53,6 +58,8 @@ impl Default for Config {
             config_tracking: true,
             event_webhook: None,
             alerts: crate::AlertSettings::default(),
+            leader_election: None,
+            shutdown_grace: std::time::Duration::from_secs(10),
             controller_name: "serin".to_string(),
         }
     }

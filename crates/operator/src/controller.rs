@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::{BoxFuture, Shared as SharedFuture};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
@@ -18,10 +19,12 @@ use kube::{Api, Client, ResourceExt};
 use serin_api::{Canary, MetricTemplate};
 use serin_core::lifecycle::{self, Stage};
 use serin_core::naming::primary_name;
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::alerts::Alerting;
 use crate::context::Context;
+use crate::leader::Leadership;
 use crate::telemetry::{self, Telemetry};
 use crate::{Config, Error, analyse, finalize, initialize, interpret, report};
 use serin_metrics::HttpClients;
@@ -30,8 +33,11 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 const TEMPLATE_LISTING: Duration = Duration::from_secs(10);
 
-/// Runs the operator until the process is asked to stop (SIGTERM or Ctrl-C).
+/// Runs the operator until the process is asked to stop (SIGTERM or Ctrl-C): then the
+/// reconciles in progress finish (for at most `shutdown_grace`, as the API server may be
+/// unreachable) and the Lease is released.
 pub async fn run(client: Client, config: Config) {
+    let stop = stop_signal();
     let namespace = config.namespace.clone();
     let canaries: Api<Canary> = scoped(&client, &namespace);
     // Only metadata for the workloads and configs: a change of any of them re-checks the
@@ -103,6 +109,20 @@ pub async fn run(client: Client, config: Config) {
             }
         }
     });
+    let leadership = config
+        .leader_election
+        .as_ref()
+        .map(|settings| Leadership::start(client.clone(), settings));
+    if let Some(leadership) = &leadership {
+        telemetry.set_leader(false);
+        let (mut changes, telemetry) = (leadership.changes(), telemetry.clone());
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let leading = *changes.borrow_and_update();
+                telemetry.set_leader(leading);
+            }
+        });
+    }
     let alerting = Arc::new(Alerting::new(config.alerts.policy.clone(), telemetry.clone()));
     let context = Context {
         reporter,
@@ -115,10 +135,12 @@ pub async fn run(client: Client, config: Config) {
         repeats: Default::default(),
     };
 
+    let shutdown_grace = context.config.shutdown_grace;
     let shared = Arc::new(Shared {
         context,
         failures: Mutex::default(),
         canaries: store.clone(),
+        leader: leadership.as_ref().map(Leadership::changes),
     });
     let (by_target, by_daemon_set, by_config_map, by_secret) = (store.clone(), store.clone(), store.clone(), store);
     let mut controller = controller
@@ -140,8 +162,12 @@ pub async fn run(client: Client, config: Config) {
             })
             .watches(secrets, config, move |s| canaries_in(&by_secret, s.namespace()));
     }
-    controller
-        .shutdown_on_signal()
+    if let Some(leadership) = &leadership {
+        // A standby skipped every reconcile: once elected, it looks at every Canary.
+        controller = controller.reconcile_all_on(elected(leadership.changes()));
+    }
+    let running = controller
+        .graceful_shutdown_on(stop.clone())
         .run(reconcile, error_policy, shared.clone())
         .for_each(|result| {
             if let Err(error) = result {
@@ -153,8 +179,53 @@ pub async fn run(client: Client, config: Config) {
                 }
             }
             futures::future::ready(())
-        })
-        .await;
+        });
+    tokio::select! {
+        _ = running => {}
+        _ = async { stop.await; tokio::time::sleep(shutdown_grace).await } => {
+            tracing::warn!("the reconciles in progress did not finish within {shutdown_grace:?}; stopping anyway");
+        }
+    }
+    if let Some(leadership) = leadership {
+        leadership.release().await;
+    }
+    tracing::info!("serin operator stopped");
+}
+
+/// Resolves once the process is asked to stop (SIGTERM or Ctrl-C); cloned wherever it matters.
+fn stop_signal() -> SharedFuture<BoxFuture<'static, ()>> {
+    async {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut terminate) => {
+                    terminate.recv().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "SIGTERM cannot be caught; only Ctrl-C stops gracefully");
+                    futures::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        tracing::info!("asked to stop: finishing the reconciles in progress");
+    }
+    .boxed()
+    .shared()
+}
+
+/// One item each time this replica is elected leader.
+fn elected(changes: watch::Receiver<bool>) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(changes, |mut changes| async move {
+        loop {
+            changes.changed().await.ok()?;
+            if *changes.borrow_and_update() {
+                return Some(((), changes));
+            }
+        }
+    })
 }
 
 fn canaries_in(store: &Store<Canary>, namespace: Option<String>) -> Vec<ObjectRef<Canary>> {
@@ -200,9 +271,17 @@ struct Shared {
     /// success and when the Canary is gone.
     failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
     canaries: Store<Canary>,
+    /// Under leader election, whether this replica holds the Lease; `None`: it always acts.
+    leader: Option<watch::Receiver<bool>>,
 }
 
 async fn reconcile(cached: Arc<Canary>, shared: Arc<Shared>) -> Result<Action, Error> {
+    if let Some(leader) = &shared.leader
+        && !*leader.borrow()
+    {
+        // A standby writes nothing; when elected it reconciles every Canary (`elected`).
+        return Ok(Action::await_change());
+    }
     let key = ObjectRef::from_obj(cached.as_ref());
     let context = &shared.context;
     let span = tracing::info_span!("canary", canary = %format!("{}/{}", cached.namespace().unwrap_or_default(), cached.name_any()));

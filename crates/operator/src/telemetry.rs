@@ -112,6 +112,9 @@ pub struct Telemetry {
     alerts: Family<QueryLabels, Counter>,
     alert_seconds: Family<ProviderLabels, Histogram>,
     watch_restarts: Family<ResourceLabels, Counter>,
+    leader: Gauge,
+    /// Under leader election: whether this replica holds the Lease (`None` without election).
+    role: std::sync::Mutex<Option<bool>>,
     ready: AtomicBool,
 }
 
@@ -144,6 +147,8 @@ impl Telemetry {
             alerts: Family::default(),
             alert_seconds: Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS)),
             watch_restarts: Family::default(),
+            leader: Gauge::default(),
+            role: std::sync::Mutex::new(None),
             ready: AtomicBool::new(false),
             registry,
         };
@@ -223,6 +228,12 @@ impl Telemetry {
             "Watches that failed and restarted after a backoff, by the resource the controller watches",
             telemetry.watch_restarts.clone(),
         );
+        registry.register(
+            "serin_leader",
+            "1 while this replica reconciles (it holds the Lease, or leader election is off), 0 on standby",
+            telemetry.leader.clone(),
+        );
+        telemetry.leader.set(1);
         telemetry
     }
 
@@ -326,6 +337,14 @@ impl Telemetry {
                 resource: resource.to_string(),
             })
             .inc();
+    }
+
+    /// Under leader election, whether this replica now holds the Lease.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+        if let Ok(mut role) = self.role.lock() {
+            *role = Some(leading);
+        }
     }
 
     /// The caches are filled: `/readyz` answers 200 from now on.
@@ -439,11 +458,16 @@ async fn metrics(State(telemetry): State<Arc<Telemetry>>) -> axum::response::Res
     }
 }
 
+/// 200 once the caches are filled; under leader election the body says `leader` or `standby`
+/// (a warm standby is ready: it takes over without a listing).
 async fn readyz(State(telemetry): State<Arc<Telemetry>>) -> (StatusCode, &'static str) {
-    if telemetry.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "the caches are not filled yet")
+    if !telemetry.ready.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the caches are not filled yet");
+    }
+    match telemetry.role.lock().map(|role| *role) {
+        Ok(Some(true)) => (StatusCode::OK, "ok: leader"),
+        Ok(Some(false)) => (StatusCode::OK, "ok: standby"),
+        _ => (StatusCode::OK, "ok"),
     }
 }
 
