@@ -8,6 +8,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serin_api::alert_provider::AlertProviderType;
 use serin_api::canary::Provider;
+use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Args, Debug)]
@@ -227,7 +228,12 @@ pub fn main(args: OperatorArgs) -> ExitCode {
         Some(_) => "text",
         None => args.log_format.as_str(),
     };
-    init_logging(&format!("{},kube=warn", args.log_level), log_format);
+    // kube-client logs every failed request at ERROR without its cause; serin logs the failure
+    // where it matters, with the causes and the API server's address.
+    init_logging(
+        &format!("{},kube=warn,kube_client::client::builder=off", args.log_level),
+        log_format,
+    );
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -289,14 +295,17 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let client = client(&args).await?;
-        tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?config.namespace, "serin operator starting");
-        serin_operator::run(client, config).await;
+        let (client, api_server) = client(&args).await?;
+        // Every line says which API server it is about, so an unreachable one is named.
+        let span = tracing::info_span!("operator", api_server = %api_server);
+        tracing::info!(parent: &span, version = env!("CARGO_PKG_VERSION"), namespace = ?config.namespace, "serin operator starting");
+        serin_operator::run(client, config).instrument(span).await;
         Ok(())
     })
 }
 
-async fn client(args: &OperatorArgs) -> Result<Client, StartError> {
+/// The client, and the API server's address.
+async fn client(args: &OperatorArgs) -> Result<(Client, String), StartError> {
     let mut config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path).map_err(|e| StartError::Kubeconfig(e.to_string()))?;
@@ -311,14 +320,17 @@ async fn client(args: &OperatorArgs) -> Result<Client, StartError> {
     if let Some(master) = &args.master {
         config.cluster_url = master.parse().map_err(|_| StartError::Master(master.clone()))?;
     }
-    Ok(Client::try_from(config)?)
+    let address = config.cluster_url.to_string();
+    Ok((Client::try_from(config)?, address))
 }
 
 /// Logs to stderr with `directives` (an EnvFilter such as `info,kube=warn`) unless RUST_LOG is set.
 pub fn init_logging(directives: &str, format: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
+    // Colours only on a terminal: a log collected from a pod or a file stays plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

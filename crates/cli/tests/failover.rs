@@ -253,3 +253,81 @@ async fn a_standby_finishes_the_rollout_when_the_leader_dies_or_stops() {
     drop(replicas);
     env.teardown().await;
 }
+
+/// With no API server to talk to (the address refuses connections), the operator says which
+/// address it cannot reach and why, and SIGTERM still stops it promptly.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_operator_while_the_api_server_is_unreachable() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = closed.local_addr().expect("address");
+    drop(closed);
+    let directory = tempfile::tempdir().expect("a directory");
+    let kubeconfig = directory.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: https://{address}\n    insecure-skip-tls-verify: true\nusers:\n- name: someone\n  user:\n    token: t\ncontexts:\n- name: gone\n  context:\n    cluster: gone\n    user: someone\ncurrent-context: gone\n"
+        ),
+    )
+    .expect("kubeconfig");
+    let log = directory.path().join("operator.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_serin"))
+        .args(["operator", "-kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["-enable-leader-election", "-port", "0"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("serin operator starts");
+    let mut replica = Replica {
+        child,
+        readyz: String::new(),
+    };
+    // Past the MetricTemplate listing's 10 s: the controller and the election are running too.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert!(
+        replica.child.try_wait().expect("status").is_none(),
+        "the operator keeps trying rather than exiting"
+    );
+    let stopped_in = Command::new("kill")
+        .args(["-TERM", &replica.child.id().to_string()])
+        .status()
+        .map(|_| {
+            let started = Instant::now();
+            let _ = replica.child.wait();
+            started.elapsed()
+        })
+        .expect("SIGTERM sent");
+    assert!(
+        stopped_in < Duration::from_secs(5),
+        "stopped {stopped_in:?} after SIGTERM"
+    );
+    let text = std::fs::read_to_string(&log).expect("the log");
+    let failures: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains(&address.to_string()) && l.contains("error="))
+        .collect();
+    assert!(
+        !failures.is_empty()
+            && failures
+                .iter()
+                .all(|l| l.contains("Connection refused") || l.contains("connect")),
+        "the unreachable API server is named with the cause:\n{text}"
+    );
+    assert!(
+        failures.len() < 40,
+        "logged once per backoff step, not in a busy loop ({} lines in 12 s):\n{text}",
+        failures.len()
+    );
+    for what in [
+        "MetricTemplate watch",
+        "a watch of the controller",
+        "the lease could not be set up",
+    ] {
+        assert!(
+            failures.iter().any(|l| l.contains(what)),
+            "{what} failing is logged:\n{text}"
+        );
+    }
+    assert!(text.contains("serin operator stopped"), "a clean stop:\n{text}");
+}

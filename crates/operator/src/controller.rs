@@ -2,6 +2,7 @@
 //! A change to either reconciles the Canaries concerned at once; nothing polls.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use tracing::Instrument;
 
 use crate::alerts::Alerting;
 use crate::context::Context;
+use crate::error::with_causes;
 use crate::leader::Leadership;
 use crate::telemetry::{self, Telemetry};
 use crate::{Config, Error, analyse, finalize, initialize, interpret, report};
@@ -38,6 +40,8 @@ const TEMPLATE_LISTING: Duration = Duration::from_secs(10);
 /// unreachable) and the Lease is released.
 pub async fn run(client: Client, config: Config) {
     let stop = stop_signal();
+    // Polled at once, so the signal handlers are in place from the start.
+    tokio::spawn(stop.clone().in_current_span());
     let namespace = config.namespace.clone();
     let canaries: Api<Canary> = scoped(&client, &namespace);
     // Only metadata for the workloads and configs: a change of any of them re-checks the
@@ -77,15 +81,23 @@ pub async fn run(client: Client, config: Config) {
         move |event| {
             if let Err(error) = event {
                 telemetry.watch_restarted("metrictemplates");
+                let error = with_causes(&error);
                 tracing::warn!(%error, "the MetricTemplate watch failed; it restarts after a backoff");
             }
             futures::future::ready(())
         }
     });
-    tokio::spawn(template_watch);
+    tokio::spawn(template_watch.in_current_span());
     // Without a listing (the CRD missing, or no permission to list them) a warning about a
     // templateRef naming no MetricTemplate would be a guess: those warnings are left out.
-    let templates = match tokio::time::timeout(TEMPLATE_LISTING, templates.wait_until_ready()).await {
+    let listed = tokio::select! {
+        listed = tokio::time::timeout(TEMPLATE_LISTING, templates.wait_until_ready()) => listed,
+        _ = stop.clone() => {
+            tracing::info!("serin operator stopped");
+            return;
+        }
+    };
+    let templates = match listed {
         Ok(Ok(())) => Some(templates),
         _ => {
             tracing::warn!(
@@ -141,6 +153,7 @@ pub async fn run(client: Client, config: Config) {
         failures: Mutex::default(),
         canaries: store.clone(),
         leader: leadership.as_ref().map(Leadership::changes),
+        in_flight: AtomicUsize::new(0),
     });
     let (by_target, by_daemon_set, by_config_map, by_secret) = (store.clone(), store.clone(), store.clone(), store);
     let mut controller = controller
@@ -173,6 +186,7 @@ pub async fn run(client: Client, config: Config) {
             if let Err(error) = result {
                 if let kube::runtime::controller::Error::QueueError(error) = &error {
                     shared.context.telemetry.watch_restarted("canaries");
+                    let error = with_causes(error);
                     tracing::warn!(%error, "a watch of the controller failed; it restarts after a backoff");
                 } else {
                     tracing::debug!(%error, "reconcile did not complete");
@@ -180,16 +194,28 @@ pub async fn run(client: Client, config: Config) {
             }
             futures::future::ready(())
         });
+    // kube's controller ends its stream only once its watches do, which a failing API server
+    // delays: stop as soon as no reconcile is in progress.
     tokio::select! {
         _ = running => {}
-        _ = async { stop.await; tokio::time::sleep(shutdown_grace).await } => {
-            tracing::warn!("the reconciles in progress did not finish within {shutdown_grace:?}; stopping anyway");
-        }
+        _ = async { stop.await; settle(&shared.in_flight, shutdown_grace).await } => {}
     }
     if let Some(leadership) = leadership {
         leadership.release().await;
     }
     tracing::info!("serin operator stopped");
+}
+
+/// Waits until no reconcile is in progress, for at most `grace`.
+async fn settle(in_flight: &AtomicUsize, grace: Duration) {
+    let started = tokio::time::Instant::now();
+    while in_flight.load(Ordering::SeqCst) > 0 {
+        if started.elapsed() >= grace {
+            tracing::warn!("the reconciles in progress did not finish within {grace:?}; stopping anyway");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Resolves once the process is asked to stop (SIGTERM or Ctrl-C); cloned wherever it matters.
@@ -273,6 +299,24 @@ struct Shared {
     canaries: Store<Canary>,
     /// Under leader election, whether this replica holds the Lease; `None`: it always acts.
     leader: Option<watch::Receiver<bool>>,
+    /// Reconciles in progress, for the shutdown to wait for.
+    in_flight: AtomicUsize,
+}
+
+/// Counts a reconcile in progress for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> InFlight<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn reconcile(cached: Arc<Canary>, shared: Arc<Shared>) -> Result<Action, Error> {
@@ -282,6 +326,7 @@ async fn reconcile(cached: Arc<Canary>, shared: Arc<Shared>) -> Result<Action, E
         // A standby writes nothing; when elected it reconciles every Canary (`elected`).
         return Ok(Action::await_change());
     }
+    let _in_flight = InFlight::enter(&shared.in_flight);
     let key = ObjectRef::from_obj(cached.as_ref());
     let context = &shared.context;
     let span = tracing::info_span!("canary", canary = %format!("{}/{}", cached.namespace().unwrap_or_default(), cached.name_any()));

@@ -12,6 +12,9 @@ use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::error::with_causes;
 
 /// What `-enable-leader-election` and its companions say.
 #[derive(Debug, Clone)]
@@ -53,57 +56,60 @@ impl Leadership {
         let (sender, leader) = watch::channel(false);
         let (release, mut released) = oneshot::channel();
         let settings = settings.clone();
-        let task = tokio::spawn(async move {
-            let mut manager = tokio::select! {
-                manager = build(client.clone(), &settings) => manager,
-                _ = &mut released => return,
-            };
-            let leases = Api::<Lease>::namespaced(client.clone(), &settings.namespace);
-            tracing::info!(
-                identity = %settings.identity,
-                lease = %format!("{}/{}", settings.namespace, settings.lease_name),
-                "campaigning for leadership"
-            );
-            loop {
-                let standby = !*sender.borrow();
-                tokio::select! {
-                    _ = &mut released => break,
-                    // The lease manager waits for the holder's Lease to expire; a holder that
-                    // stopped gracefully released it, so look, and take it over at once.
-                    _ = holder_gone(&leases, &settings.lease_name), if standby => {
-                        tokio::select! {
-                            rebuilt = build(client.clone(), &settings) => manager = rebuilt,
-                            _ = &mut released => break,
+        let task = tokio::spawn(
+            async move {
+                let mut manager = tokio::select! {
+                    manager = build(client.clone(), &settings) => manager,
+                    _ = &mut released => return,
+                };
+                let leases = Api::<Lease>::namespaced(client.clone(), &settings.namespace);
+                tracing::info!(
+                    identity = %settings.identity,
+                    lease = %format!("{}/{}", settings.namespace, settings.lease_name),
+                    "campaigning for leadership"
+                );
+                loop {
+                    let standby = !*sender.borrow();
+                    tokio::select! {
+                        _ = &mut released => break,
+                        // The lease manager waits for the holder's Lease to expire; a holder that
+                        // stopped gracefully released it, so look, and take it over at once.
+                        _ = holder_gone(&leases, &settings.lease_name), if standby => {
+                            tokio::select! {
+                                rebuilt = build(client.clone(), &settings) => manager = rebuilt,
+                                _ = &mut released => break,
+                            }
                         }
+                        changed = manager.changed() => match changed {
+                            Ok(leading) => {
+                                if leading {
+                                    tracing::info!(identity = %settings.identity, "elected leader: reconciling");
+                                } else {
+                                    tracing::warn!(identity = %settings.identity, "lost the lease: standing by");
+                                }
+                                let _ = sender.send(leading);
+                            }
+                            Err(error) => {
+                                if *sender.borrow() {
+                                    tracing::warn!(%error, "the lease could not be renewed: standing by");
+                                    let _ = sender.send(false);
+                                } else {
+                                    tracing::warn!(%error, "the lease could not be read; retrying in {RETRY:?}");
+                                }
+                                tokio::time::sleep(RETRY).await;
+                            }
+                        },
                     }
-                    changed = manager.changed() => match changed {
-                        Ok(leading) => {
-                            if leading {
-                                tracing::info!(identity = %settings.identity, "elected leader: reconciling");
-                            } else {
-                                tracing::warn!(identity = %settings.identity, "lost the lease: standing by");
-                            }
-                            let _ = sender.send(leading);
-                        }
-                        Err(error) => {
-                            if *sender.borrow() {
-                                tracing::warn!(%error, "the lease could not be renewed: standing by");
-                                let _ = sender.send(false);
-                            } else {
-                                tracing::warn!(%error, "the lease could not be read; retrying in {RETRY:?}");
-                            }
-                            tokio::time::sleep(RETRY).await;
-                        }
-                    },
+                }
+                let _ = sender.send(false);
+                match tokio::time::timeout(RELEASE_TIMEOUT, manager.release()).await {
+                    Ok(Ok(())) => tracing::info!("released the lease"),
+                    Ok(Err(error)) => tracing::warn!(%error, "could not release the lease; it expires on its own"),
+                    Err(_) => tracing::warn!("releasing the lease timed out; it expires on its own"),
                 }
             }
-            let _ = sender.send(false);
-            match tokio::time::timeout(RELEASE_TIMEOUT, manager.release()).await {
-                Ok(Ok(())) => tracing::info!("released the lease"),
-                Ok(Err(error)) => tracing::warn!(%error, "could not release the lease; it expires on its own"),
-                Err(_) => tracing::warn!("releasing the lease timed out; it expires on its own"),
-            }
-        });
+            .in_current_span(),
+        );
         Leadership {
             leader,
             release: Some(release),
@@ -153,6 +159,7 @@ async fn build(client: Client, settings: &LeaderElection) -> LeaseManager {
         match built {
             Ok(manager) => return manager,
             Err(error) => {
+                let error = with_causes(&error);
                 tracing::warn!(%error, "the lease could not be set up; retrying in {RETRY:?}");
                 tokio::time::sleep(RETRY).await;
             }
