@@ -80,6 +80,14 @@ prepare() {
   echo "$SERIN_UPSTREAM_BIN_DIR"
 }
 
+# Helm, built from its Go module (exported as SERIN_HELM for the install test).
+prepare_helm() {
+  stage "building Helm $(awk '$1 == "require" && $2 == "helm.sh/helm/v3" { print $3 }' hack/upstream/helm/go.mod) (cached for later runs)"
+  SERIN_HELM="$(hack/upstream/helm.sh)/helm"
+  export SERIN_HELM
+  echo "$SERIN_HELM"
+}
+
 # Flagger, the conformance suite's oracle, built from its Go module (exported as SERIN_FLAGGER_DIR).
 prepare_flagger() {
   stage "building Flagger $(awk '$1 == "github.com/fluxcd/flagger" { print $2 }' hack/upstream/flagger/go.mod) (cached for later runs)"

@@ -185,6 +185,30 @@ impl ControlPlane {
     /// log recorded it (one JSON object per request: verb, objectRef, requestReceivedTimestamp…).
     /// A last line still being written is left out.
     pub fn operator_requests(&self) -> Result<Vec<serde_json::Value>, Error> {
+        Ok(self
+            .audit_log()?
+            .into_iter()
+            .filter(|entry| entry["user"]["username"] == "operator")
+            .collect())
+    }
+
+    /// Every request of a service account of [`INSTALL_NAMESPACE`] so far, with its answer
+    /// (`responseStatus.code`), as the audit log recorded it.
+    pub fn install_requests(&self) -> Result<Vec<serde_json::Value>, Error> {
+        let prefix = format!("system:serviceaccount:{INSTALL_NAMESPACE}:");
+        Ok(self
+            .audit_log()?
+            .into_iter()
+            .filter(|entry| {
+                entry["user"]["username"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with(&prefix))
+            })
+            .collect())
+    }
+
+    /// The audit log's entries; a last line still being written is left out.
+    fn audit_log(&self) -> Result<Vec<serde_json::Value>, Error> {
         let log = std::fs::read_to_string(self.kubeconfig.with_file_name(AUDIT_LOG)).unwrap_or_default();
         let complete = log.rfind('\n').map_or("", |end| &log[..end]);
         complete
@@ -377,15 +401,24 @@ fn kwok_stages(binaries: &Path) -> Result<String, Error> {
     Ok(files.join(","))
 }
 
-/// Every request of the `operator` user, once (when received), without bodies; nothing else.
+/// Every request of the `operator` user, once (when received), without bodies; every request
+/// of the service accounts of [`INSTALL_NAMESPACE`], once (when answered, with the answer's
+/// code); nothing else.
 const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
 kind: Policy
-omitStages: [ResponseStarted, ResponseComplete, Panic]
 rules:
 - level: Metadata
   users: [operator]
+  omitStages: [ResponseStarted, ResponseComplete, Panic]
+- level: Metadata
+  userGroups: [\"system:serviceaccounts:serin-system\"]
+  omitStages: [RequestReceived, ResponseStarted]
 - level: None
 ";
+
+/// The namespace an operator installed from the chart runs in, whose service accounts'
+/// requests the audit log records with their answers ([`ControlPlane::install_requests`]).
+pub const INSTALL_NAMESPACE: &str = "serin-system";
 const AUDIT_LOG: &str = "audit.log";
 const OPERATOR_KUBECONFIG: &str = "operator.kubeconfig";
 

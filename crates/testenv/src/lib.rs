@@ -26,7 +26,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde::Deserialize;
 
-pub use control_plane::ControlPlane;
+pub use control_plane::{ControlPlane, INSTALL_NAMESPACE};
 pub use error::Error;
 
 /// Options for a new control plane.
