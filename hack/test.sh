@@ -13,7 +13,7 @@ prepare_flagger
 prepare_helm
 
 stage "helm lint and template; the kustomize base and the chart's CRDs match the chart"
-"$SERIN_HELM" lint --strict --kube-version 1.36.0 deploy/helm/serin
+"$SERIN_HELM" lint --strict --kube-version 1.36.0 deploy/helm/serin deploy/helm/serin-loadtester
 "$SERIN_HELM" template serin deploy/helm/serin --kube-version 1.36.0 \
   --set leaderElection.enabled=true,leaderElection.replicaCount=2,namespace=apps,serviceMonitor.enabled=true >/dev/null
 hack/render-kustomize.sh --check

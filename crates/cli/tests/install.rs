@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
@@ -340,5 +341,69 @@ async fn the_chart_installs_and_its_rbac_is_all_the_operator_needs() {
         requests.len()
     );
     assert!(refused.is_empty(), "requests the chart's RBAC refused: {refused:#?}");
+
+    // One rule taken away at a time: the Canary that needs it says which permission is missing.
+    let roles = Api::<ClusterRole>::all(admin.clone());
+    for (resource, name, provider) in [
+        ("virtualservices", "mesh-denied", "istio"),
+        ("services", "plain-denied", "kubernetes"),
+    ] {
+        let mut role = roles.get("serin").await.expect("the chart's ClusterRole");
+        if let Some(rules) = role.rules.as_mut() {
+            for rule in rules.iter_mut() {
+                if let Some(resources) = rule.resources.as_mut() {
+                    resources.retain(|r| r != resource);
+                }
+            }
+            rules.retain(|rule| rule.resources.as_ref().is_some_and(|r| !r.is_empty()));
+        }
+        roles
+            .replace("serin", &PostParams::default(), &role)
+            .await
+            .expect("a rule taken away");
+        deployments
+            .create(&PostParams::default(), &deployment(name, &[("app", name)], 1))
+            .await
+            .expect("target");
+        canaries
+            .create(&PostParams::default(), &canary(name, provider, json!({})))
+            .await
+            .expect("Canary");
+        let message = |canary: Option<Canary>| {
+            canary
+                .and_then(|c| c.status)
+                .as_ref()
+                .and_then(serin_core::status::promoted_condition)
+                .and_then(|c| c.message.clone())
+                .unwrap_or_default()
+        };
+        wait_until(
+            &format!("{name} says it may not touch {resource}"),
+            Duration::from_secs(60),
+            || async {
+                let said = message(canaries.get_opt(name).await.ok().flatten());
+                said.contains("the API server refused a request")
+                    && said.contains(&format!("\"{resource}\""))
+                    && said.contains("grant serin's ServiceAccount")
+            },
+        )
+        .await;
+        let events = kubectl(
+            &env,
+            &[
+                "get",
+                "events",
+                "-n",
+                &namespace,
+                "--field-selector",
+                &format!("involvedObject.name={name},reason=Forbidden"),
+                "-o",
+                "name",
+            ],
+            "",
+        )
+        .await;
+        assert!(!events.trim().is_empty(), "a Warning Event Forbidden for {name}");
+    }
     env.teardown().await;
 }

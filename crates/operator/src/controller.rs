@@ -386,7 +386,7 @@ async fn reconcile_canary(canary: &Canary, context: &Context) -> Result<Action, 
     };
     match result {
         Err(error) if error.is_user_error() => {
-            let outcome = lifecycle::problem(&status, error.reason(), &error.to_string(), Timestamp::now());
+            let outcome = lifecycle::problem(&status, error.reason(), &error.user_message(), Timestamp::now());
             interpret::record(context, canary, &outcome).await
         }
         other => other,

@@ -30,6 +30,9 @@ pub enum Error {
 
 impl Error {
     pub fn reason(&self) -> &'static str {
+        if self.forbidden().is_some() {
+            return "Forbidden";
+        }
         match self {
             Error::Kube(_) => "KubernetesApiError",
             Error::MissingNamespace => "MissingNamespace",
@@ -44,8 +47,37 @@ impl Error {
         }
     }
 
-    /// Errors the user must fix in their manifests: reported in the status and an Event.
+    /// The API server's refusal, when serin's account lacks a permission.
+    fn forbidden(&self) -> Option<&kube::core::Status> {
+        let kube = match self {
+            Error::Kube(error) | Error::Router(serin_router::Error::Kube(error)) => error,
+            _ => return None,
+        };
+        match kube {
+            kube::Error::Api(status) if status.code == 403 => Some(status),
+            _ => None,
+        }
+    }
+
+    /// What the user is told in the status and the Event: for a refused permission, the API
+    /// server's words (which name the account, the verb, the resource and the namespace) and
+    /// what to change.
+    pub fn user_message(&self) -> String {
+        match self.forbidden() {
+            Some(response) => format!(
+                "the API server refused a request: {}; grant serin's ServiceAccount this permission (with the Helm chart: add the Canary's provider to rbac.providers)",
+                response.message
+            ),
+            None => self.to_string(),
+        }
+    }
+
+    /// Errors the user must fix (in their manifests, or serin's permissions): reported in the
+    /// status and an Event.
     pub fn is_user_error(&self) -> bool {
+        if self.forbidden().is_some() {
+            return true;
+        }
         match self {
             Error::Router(error) => error.is_user_error(),
             Error::AutoscalerNotFound { .. } | Error::TargetTaken(_) => true,
