@@ -11,7 +11,8 @@ WORKDIR /src
 COPY . .
 # glibc linked statically (crt-static): the binary needs no libc in the image.
 ENV RUSTFLAGS="-C target-feature=+crt-static"
-RUN cargo build --release --locked --target x86_64-unknown-linux-gnu --bin "${BINARY}" \
+# Without default features: `serin demo` and the test environment it needs are left out.
+RUN cargo build --release --locked --no-default-features --target x86_64-unknown-linux-gnu --bin "${BINARY}" \
  && cp "target/x86_64-unknown-linux-gnu/release/${BINARY}" /binary
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -24,6 +24,12 @@ cargo fmt --all --check
 stage "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+stage "the production binary (no default features) links no test environment"
+cargo build --locked -p serin --no-default-features
+if cargo tree --locked -p serin --no-default-features -e normal | grep -q serin-testenv; then
+  fail "serin without default features still depends on serin-testenv"
+fi
+
 stage "cargo build --tests"
 cargo test --workspace --locked --no-run
 

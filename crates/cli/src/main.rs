@@ -1,3 +1,4 @@
+#[cfg(feature = "demo")]
 mod demo;
 mod operator;
 
@@ -24,6 +25,7 @@ enum Command {
     /// Print the CustomResourceDefinitions serin serves (Canary, MetricTemplate, AlertProvider) as YAML.
     Crds,
     /// Start a local control plane (kwok simulates the pods), run serin on it and initialize the example Canary.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
 }
 
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Operator(args) => operator::main(*args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::main(args),
     }
 }
