@@ -234,3 +234,109 @@ async fn a_rollout_survives_the_operator_being_killed_at_every_step() {
     drop(operator);
     env.teardown().await;
 }
+
+/// The API server goes away mid-rollout and comes back (same etcd): the operator's watches
+/// recover, the rollout in progress finishes with every step once, and a revision made after
+/// the restart is seen (no watch left dead).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_survives_an_api_server_restart() {
+    let mut env = TestEnv::start(Options { nodes: 2 }).await.expect("control plane");
+    env.install_crds().await.expect("serin CRDs");
+    env.install_upstream_crds("gateway-api")
+        .await
+        .expect("Gateway API CRDs");
+    let namespace = env.namespace("apiserver").await.expect("namespace");
+    let deployments = Api::<Deployment>::namespaced(env.client(), &namespace);
+    let canaries = Api::<Canary>::namespaced(env.client(), &namespace);
+    for name in ["steady", "later"] {
+        deployments
+            .create(&PostParams::default(), &deployment(name, &[("app", name)], 1))
+            .await
+            .expect("target");
+        let canary: Canary = serde_json::from_value(json!({
+            "metadata": { "name": name },
+            "spec": {
+                "provider": "gatewayapi:v1",
+                "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+                "service": { "port": 9898 },
+                "analysis": { "interval": "3s", "threshold": 1, "stepWeights": [20, 40, 60] }
+            }
+        }))
+        .expect("canary");
+        canaries.create(&PostParams::default(), &canary).await.expect("canary");
+    }
+    let operator = Operator::start(vec![
+        "-kubeconfig".to_string(),
+        env.kubeconfig().display().to_string(),
+        "-namespace".to_string(),
+        namespace.clone(),
+    ]);
+    let state = |canary: &Canary| {
+        let status = canary.status.clone().unwrap_or_default();
+        (status.phase.unwrap_or_default(), status.canary_weight.unwrap_or(0))
+    };
+    let phase_of = |name: &'static str| {
+        let canaries = canaries.clone();
+        async move { canaries.get(name).await.ok().map(|c| state(&c)) }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for name in ["steady", "later"] {
+        while phase_of(name).await.map(|s| s.0) != Some(Phase::Initialized) {
+            assert!(Instant::now() < deadline, "{name} not initialized");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let new_revision = |name: &'static str| {
+        let deployments = deployments.clone();
+        async move {
+            let patch = json!({ "spec": { "template": { "spec": { "containers": [{ "name": "app", "image": format!("{name}:2") }] } } } });
+            deployments
+                .patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+                .expect("new revision");
+        }
+    };
+    new_revision("steady").await;
+    let mut seen = vec![];
+    let mut restarted = false;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // While the API server is down the read fails: nothing to record then.
+        if let Some(current) = phase_of("steady").await
+            && seen.last() != Some(&current)
+        {
+            seen.push(current);
+            if matches!(current.0, Phase::Succeeded | Phase::Failed) {
+                break;
+            }
+            if current == (Phase::Progressing, 20) && !restarted {
+                env.control_plane_mut()
+                    .expect("a control plane")
+                    .restart_apiserver(Duration::from_secs(3))
+                    .await
+                    .expect("the API server back");
+                restarted = true;
+                new_revision("later").await;
+            }
+        }
+        assert!(Instant::now() < deadline, "the rollout did not finish; seen {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(restarted, "the API server was restarted mid-rollout; seen {seen:?}");
+    assert_eq!(seen.last().map(|s| s.0), Some(Phase::Succeeded), "seen {seen:?}");
+    let mut weights: Vec<i32> = seen.iter().filter(|s| s.0 == Phase::Progressing).map(|s| s.1).collect();
+    weights.dedup();
+    assert_eq!(weights, vec![0, 20, 40, 60], "every step once; seen {seen:?}");
+    // The revision made once the API server was back is rolled out too: the watches recovered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while phase_of("later").await.map(|s| s.0) != Some(Phase::Succeeded) {
+        assert!(
+            Instant::now() < deadline,
+            "the revision made after the restart was not rolled out: {:?}",
+            phase_of("later").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(operator);
+    env.teardown().await;
+}

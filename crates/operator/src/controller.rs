@@ -15,6 +15,8 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::ResetTimerBackoff;
+use kube::runtime::watcher::ExponentialBackoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serin_api::{Canary, MetricTemplate};
@@ -62,7 +64,7 @@ pub async fn run(client: Client, config: Config) {
         }
     };
     let config_tracking = config.config_tracking;
-    let controller = Controller::new(canaries, watcher::Config::default().any_semantic());
+    let controller = Controller::new(canaries, watch_config());
     let store = controller.store();
     let telemetry = Arc::new(Telemetry::new(
         &serin_api::wire_name(&config.mesh_provider),
@@ -70,23 +72,20 @@ pub async fn run(client: Client, config: Config) {
     ));
     let (templates, writer) = reflector::store();
     let template_names: Api<PartialObjectMeta<MetricTemplate>> = scoped(&client, &namespace);
-    let template_watch = reflector::reflector(
-        writer,
-        watcher(template_names, watcher::Config::default().any_semantic()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each({
-        let telemetry = telemetry.clone();
-        move |event| {
-            if let Err(error) = event {
-                telemetry.watch_restarted("metrictemplates");
-                let error = with_causes(&error);
-                tracing::warn!(%error, "the MetricTemplate watch failed; it restarts after a backoff");
+    let template_watch = reflector::reflector(writer, watcher(template_names, watch_config()))
+        .backoff(watch_backoff())
+        .touched_objects()
+        .for_each({
+            let telemetry = telemetry.clone();
+            move |event| {
+                if let Err(error) = event {
+                    telemetry.watch_restarted("metrictemplates");
+                    let error = with_causes(&error);
+                    tracing::warn!(%error, "the MetricTemplate watch failed; it restarts after a backoff");
+                }
+                futures::future::ready(())
             }
-            futures::future::ready(())
-        }
-    });
+        });
     tokio::spawn(template_watch.in_current_span());
     // Without a listing (the CRD missing, or no permission to list them) a warning about a
     // templateRef naming no MetricTemplate would be a guess: those warnings are left out.
@@ -157,18 +156,14 @@ pub async fn run(client: Client, config: Config) {
     });
     let (by_target, by_daemon_set, by_config_map, by_secret) = (store.clone(), store.clone(), store.clone(), store);
     let mut controller = controller
-        .watches(
-            deployments,
-            watcher::Config::default().any_semantic(),
-            move |deployment| canaries_of(&by_target, &deployment),
-        )
-        .watches(
-            daemon_sets,
-            watcher::Config::default().any_semantic(),
-            move |daemon_set| canaries_of(&by_daemon_set, &daemon_set),
-        );
+        .watches(deployments, watch_config(), move |deployment| {
+            canaries_of(&by_target, &deployment)
+        })
+        .watches(daemon_sets, watch_config(), move |daemon_set| {
+            canaries_of(&by_daemon_set, &daemon_set)
+        });
     if config_tracking {
-        let config = watcher::Config::default().any_semantic();
+        let config = watch_config();
         controller = controller
             .watches(config_maps, config.clone(), move |c| {
                 canaries_in(&by_config_map, c.namespace())
@@ -180,6 +175,7 @@ pub async fn run(client: Client, config: Config) {
         controller = controller.reconcile_all_on(elected(leadership.changes()));
     }
     let running = controller
+        .trigger_backoff(watch_backoff())
         .graceful_shutdown_on(stop.clone())
         .run(reconcile, error_policy, shared.clone())
         .for_each(|result| {
@@ -216,6 +212,33 @@ async fn settle(in_flight: &AtomicUsize, grace: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// How every watch lists: the most recent state (a consistent read). A list served from the
+/// API server's cache (`resourceVersion=0`) can be older than what a freshly restarted API server
+/// lets a watch resume from, and the watch then fails with "too old resource version" at every
+/// retry, so a restarted API server would leave serin blind (test `a_rollout_survives_an_api_server_restart`).
+fn watch_config() -> watcher::Config {
+    watcher::Config::default()
+}
+
+/// Pauses between attempts of a failing watch: from 250 ms, doubling, at most 5 s, reset after
+/// 30 s without errors. kube's default (up to 30 s, reset after 2 min) is shared by all the
+/// controller's watches, so after an API server restart, when each watch fails a few times (the
+/// connection refused, then "too old resource version" until the new cache is ready), it grew
+/// to 30 s and left serin blind for about a minute.
+fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
+    ResetTimerBackoff::new(
+        ExponentialBackoff::from(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(250))
+                .with_max_delay(Duration::from_secs(5))
+                .with_factor(2.0)
+                .with_jitter()
+                .without_max_times(),
+        ),
+        Duration::from_secs(30),
+    )
 }
 
 /// Resolves once the process is asked to stop (SIGTERM or Ctrl-C); cloned wherever it matters.

@@ -1,7 +1,6 @@
 //! Starting and stopping the upstream processes that make up the local control plane.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -36,6 +35,9 @@ struct Process {
     name: &'static str,
     child: Child,
     log: PathBuf,
+    /// How it was started, to start it again.
+    program: PathBuf,
+    args: Vec<String>,
 }
 
 impl ControlPlane {
@@ -246,6 +248,28 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Stops the API server (SIGKILL), keeps it down for `down`, and starts it again on the same
+    /// port and etcd; returns once it serves requests. Clients see refused connections
+    /// meanwhile, as when an API server restarts or a control plane fails over.
+    pub async fn restart_apiserver(&mut self, down: Duration) -> Result<(), Error> {
+        let index = self
+            .processes
+            .iter()
+            .position(|p| p.name == "kube-apiserver")
+            .ok_or_else(|| Error::Manifest("no kube-apiserver runs".into()))?;
+        let mut process = self.processes.remove(index);
+        process.child.kill()?;
+        process.child.wait()?;
+        tokio::time::sleep(down).await;
+        self.spawn_program(process.program, process.name, &process.args)?;
+        let client = self.client.clone();
+        self.wait_until("kube-apiserver to serve requests again", || {
+            let api = Api::<Namespace>::all(client.clone());
+            async move { api.get("default").await.ok().map(|_| ()) }
+        })
+        .await
+    }
+
     /// The pid of the process started as `name`, while it runs.
     pub fn pid_of(&self, name: &str) -> Option<u32> {
         self.processes.iter().find(|p| p.name == name).map(|p| p.child.id())
@@ -262,7 +286,8 @@ impl ControlPlane {
 
     fn spawn_program(&mut self, path: PathBuf, name: &'static str, args: &[String]) -> Result<(), Error> {
         let log = self.log_of(name);
-        let out = File::create(&log)?;
+        // Appended to: a restarted process keeps its earlier output.
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
         let child = Command::new(&path)
             .args(args)
             .stdin(Stdio::null())
@@ -277,7 +302,13 @@ impl ControlPlane {
             })?;
         tracing::debug!(name, pid = child.id(), "started");
         reaper::record_child(self.kubeconfig.parent().unwrap_or(Path::new(".")), child.id(), name)?;
-        self.processes.push(Process { name, child, log });
+        self.processes.push(Process {
+            name,
+            child,
+            log,
+            program: path,
+            args: args.to_vec(),
+        });
         Ok(())
     }
 
