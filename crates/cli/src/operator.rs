@@ -79,6 +79,10 @@ pub struct OperatorArgs {
     /// Refuse references to MetricTemplates, AlertProviders and Gloo upstreams in other namespaces.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     no_cross_namespace_refs: bool,
+    /// Run only the Canaries labelled serin.dev/shard=<SHARD> (with leader election, on a Lease of
+    /// the shard's own); without it, only the Canaries without that label.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<String>,
     /// Run as one of several replicas: only the holder of the Lease reconciles.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     enable_leader_election: bool,
@@ -166,6 +170,20 @@ fn identity() -> String {
         .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()))
         .unwrap_or_else(|_| "serin".to_string());
     format!("{host}_{}", std::process::id())
+}
+
+/// A shard's name: a label value that also fits in a Lease name.
+fn parse_shard(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 40
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    valid
+        .then(|| text.to_string())
+        .ok_or_else(|| format!("shard {text:?}: use up to 40 lowercase letters, digits and dashes, not at either end"))
 }
 
 fn parse_lease_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -285,9 +303,13 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
             ingress_annotations_prefix: args.ingress_annotations_prefix.clone(),
         },
         alerts,
+        shard: args.shard.clone(),
         leader_election: args.enable_leader_election.then(|| serin_operator::LeaderElection {
             namespace: args.leader_election_namespace.clone(),
-            lease_name: serin_operator::LeaderElection::LEASE_NAME.to_string(),
+            lease_name: match &args.shard {
+                Some(shard) => format!("{}-{shard}", serin_operator::LeaderElection::LEASE_NAME),
+                None => serin_operator::LeaderElection::LEASE_NAME.to_string(),
+            },
             identity: identity(),
             lease_duration: args.leader_election_lease_duration,
         }),
@@ -354,6 +376,14 @@ mod tests {
         let cli = Cli::try_parse_from(["serin", "--zap-encoding=json", "--zap-replace-globals"])
             .expect("Flagger's log flags parse");
         assert_eq!(cli.operator.zap_encoding.as_deref(), Some("json"));
+    }
+
+    #[test]
+    fn shard_names_fit_a_label_and_a_lease() {
+        assert_eq!(parse_shard("eu-1").as_deref(), Ok("eu-1"));
+        for bad in ["", "EU", "a_b", "-a", "a-", &"x".repeat(41)] {
+            assert!(parse_shard(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct Config {
     pub telemetry_address: Option<std::net::SocketAddr>,
     /// Alerts: the global notifier, `-cluster-name`, `-no-cross-namespace-refs`.
     pub alerts: crate::AlertSettings,
+    /// `-shard`: only the Canaries labelled `serin.dev/shard=<shard>`; without it, only those
+    /// without the label. Operators with different shards divide the Canaries between them.
+    pub shard: Option<String>,
     /// `-enable-leader-election`: only the holder of this Lease reconciles.
     pub leader_election: Option<crate::LeaderElection>,
     /// How long a reconcile in progress may take to finish after SIGTERM before the process
@@ -37,7 +40,18 @@ pub struct Config {
     pub controller_name: String,
 }
 
+/// The label that puts a Canary in a shard (`-shard`).
+pub const SHARD_LABEL: &str = "serin.dev/shard";
+
 impl Config {
+    /// The label selector of the Canaries this operator runs: its shard's, or those in none.
+    pub fn canary_selector(&self) -> String {
+        match &self.shard {
+            Some(shard) => format!("{SHARD_LABEL}={shard}"),
+            None => format!("!{SHARD_LABEL}"),
+        }
+    }
+
     /// The traffic provider of a Canary: its own, or `-mesh-provider`.
     pub fn provider_of(&self, spec: &CanarySpec) -> Provider {
         spec.provider.unwrap_or(self.mesh_provider)
@@ -58,6 +72,7 @@ impl Default for Config {
             config_tracking: true,
             event_webhook: None,
             alerts: crate::AlertSettings::default(),
+            shard: None,
             leader_election: None,
             shutdown_grace: std::time::Duration::from_secs(10),
             controller_name: "serin".to_string(),

@@ -64,7 +64,7 @@ pub async fn run(client: Client, config: Config) {
         }
     };
     let config_tracking = config.config_tracking;
-    let controller = Controller::new(canaries, watch_config());
+    let controller = Controller::new(canaries, watch_config().labels(&config.canary_selector()));
     let store = controller.store();
     let telemetry = Arc::new(Telemetry::new(
         &serin_api::wire_name(&config.mesh_provider),

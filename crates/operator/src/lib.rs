@@ -19,7 +19,7 @@ mod telemetry;
 mod workload;
 
 pub use alerts::{AlertSettings, GlobalNotifier};
-pub use config::Config;
+pub use config::{Config, SHARD_LABEL};
 pub use controller::run;
 pub use error::Error;
 pub use leader::LeaderElection;
