@@ -35,3 +35,13 @@ cargo test --workspace --locked --no-run
 
 stage "cargo test (unit, component and cluster tests)"
 cargo test --workspace --locked
+
+# What the Dockerfile builds: glibc linked statically, without the demo.
+stage "release build of the static production binary (as the Dockerfile does)"
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --no-default-features \
+  --target x86_64-unknown-linux-gnu --bin serin
+release_binary=target/x86_64-unknown-linux-gnu/release/serin
+ldd "$release_binary" 2>&1 | grep -q "statically linked" || fail "$release_binary is not statically linked"
+"$release_binary" --version
+"$release_binary" crds | grep -q "kind: CustomResourceDefinition" || fail "$release_binary crds printed no CRD"
+ls -l "$release_binary"

@@ -33,10 +33,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(serin_core::flags::with_double_dashes(std::env::args_os()));
     match cli.command {
         Command::Crds => match serin_api::crd::to_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
+            Ok(yaml) => match std::io::Write::write_all(&mut std::io::stdout().lock(), yaml.as_bytes()) {
+                // `serin crds | head` closes the pipe early: not an error.
+                Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: could not write the CRDs: {error}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            },
             Err(error) => {
                 eprintln!("error: could not render the CRDs: {error}");
                 ExitCode::FAILURE
