@@ -31,7 +31,7 @@ pub struct OperatorArgs {
     /// Flagger's switch for its global logger; serin has one logger, so it changes nothing.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", hide = true)]
     zap_replace_globals: Option<String>,
-    /// Only watch Canaries in this namespace.
+    /// Only watch Canaries in this namespace, or in these (comma-separated).
     #[arg(long)]
     namespace: Option<String>,
     /// Labels that identify a target's pods, in order of preference.
@@ -290,7 +290,7 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
         ..Default::default()
     };
     let config = serin_operator::Config {
-        namespace: args.namespace.clone(),
+        namespaces: args.namespace.as_deref().map(split).unwrap_or_default(),
         selector_labels: split(&args.selector_labels),
         include_label_prefixes: split(&args.include_label_prefix),
         mesh_provider: args.mesh_provider.provider,
@@ -320,7 +320,7 @@ fn run(args: OperatorArgs) -> Result<(), StartError> {
         let (client, api_server) = client(&args).await?;
         // Every line says which API server it is about, so an unreachable one is named.
         let span = tracing::info_span!("operator", api_server = %api_server);
-        tracing::info!(parent: &span, version = env!("CARGO_PKG_VERSION"), namespace = ?config.namespace, "serin operator starting");
+        tracing::info!(parent: &span, version = env!("CARGO_PKG_VERSION"), namespaces = ?config.namespaces, "serin operator starting");
         serin_operator::run(client, config).instrument(span).await;
         Ok(())
     })

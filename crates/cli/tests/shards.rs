@@ -144,3 +144,71 @@ async fn two_shards_divide_the_canaries() {
     assert!(reported >= CANARIES, "each Canary has Events ({reported})");
     env.teardown().await;
 }
+
+/// `-namespace a,b`: the Canaries of both namespaces are run, those of a third are not touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_list_limits_the_operator() {
+    let env = TestEnv::start(Options { nodes: 2 }).await.expect("control plane");
+    env.install_crds().await.expect("serin CRDs");
+    let mut namespaces = Vec::new();
+    for prefix in ["first", "second", "other"] {
+        let namespace = env.namespace(prefix).await.expect("namespace");
+        let deployments = Api::<Deployment>::namespaced(env.client(), &namespace);
+        deployments
+            .create(&PostParams::default(), &deployment("app", &[("app", "app")], 1))
+            .await
+            .expect("target");
+        let canary: Canary = serde_json::from_value(json!({
+            "metadata": { "name": "app" },
+            "spec": {
+                "provider": "kubernetes",
+                "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "app" },
+                "service": { "port": 9898 }
+            }
+        }))
+        .expect("canary");
+        Api::<Canary>::namespaced(env.client(), &namespace)
+            .create(&PostParams::default(), &canary)
+            .await
+            .expect("canary");
+        namespaces.push(namespace);
+    }
+    let watched = format!("{},{}", namespaces[0], namespaces[1]);
+    let child = Command::new(env!("CARGO_BIN_EXE_serin"))
+        .args(["operator", "-kubeconfig"])
+        .arg(env.kubeconfig())
+        .args(["-namespace", &watched, "-port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serin operator starts");
+    let _replicas = Replicas(vec![child]);
+    let phase = |namespace: &str| {
+        let canaries = Api::<Canary>::namespaced(env.client(), namespace);
+        async move {
+            canaries
+                .get("app")
+                .await
+                .ok()
+                .and_then(|c| c.status)
+                .and_then(|s| s.phase)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for namespace in &namespaces[..2] {
+        while phase(namespace).await != Some(Phase::Initialized) {
+            assert!(
+                Instant::now() < deadline,
+                "the Canary of {namespace} was not initialized"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        phase(&namespaces[2]).await,
+        None,
+        "the Canary of an unwatched namespace is left alone"
+    );
+    env.teardown().await;
+}

@@ -5,8 +5,8 @@ use serin_core::naming::DEFAULT_SELECTOR_LABELS;
 /// What the operator's flags decide.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Watch Canaries of this namespace only (`-namespace`); all namespaces when `None`.
-    pub namespace: Option<String>,
+    /// Watch Canaries of these namespaces only (`-namespace a,b`); all namespaces when empty.
+    pub namespaces: Vec<String>,
     /// `-selector-labels`: the labels that identify a target's pods, in order of preference.
     pub selector_labels: Vec<String>,
     /// `-include-label-prefix`: labels and annotations copied from the target to the primary.
@@ -44,6 +44,20 @@ pub struct Config {
 pub const SHARD_LABEL: &str = "serin.dev/shard";
 
 impl Config {
+    /// What each set of watches covers: one namespace each, or all of them (`None`).
+    pub fn scopes(&self) -> Vec<Option<String>> {
+        if self.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.namespaces.iter().cloned().map(Some).collect()
+        }
+    }
+
+    /// Whether `namespace` is one this operator watches.
+    pub fn watches(&self, namespace: &str) -> bool {
+        self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
+    }
+
     /// The label selector of the Canaries this operator runs: its shard's, or those in none.
     pub fn canary_selector(&self) -> String {
         match &self.shard {
@@ -61,7 +75,7 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            namespace: None,
+            namespaces: Vec::new(),
             selector_labels: DEFAULT_SELECTOR_LABELS.iter().map(|s| s.to_string()).collect(),
             include_label_prefixes: Vec::new(),
             mesh_provider: Provider::Kubernetes,

@@ -16,9 +16,9 @@ pub struct Context {
     /// Who publishes serin's Events.
     pub reporter: Reporter,
     pub http: HttpClients,
-    /// The MetricTemplates that exist (names only), to warn about a templateRef naming none.
-    /// `None` when they could not be listed at startup.
-    pub templates: Option<Store<PartialObjectMeta<MetricTemplate>>>,
+    /// The MetricTemplates that exist (names only, a store per watched scope), to warn about a
+    /// templateRef naming none. `None` when they could not be listed at startup.
+    pub templates: Option<Vec<Store<PartialObjectMeta<MetricTemplate>>>>,
     /// The Prometheus metrics the operator exports.
     pub telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
     pub alerting: std::sync::Arc<crate::alerts::Alerting>,

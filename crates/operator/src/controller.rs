@@ -44,14 +44,6 @@ pub async fn run(client: Client, config: Config) {
     let stop = stop_signal();
     // Polled at once, so the signal handlers are in place from the start.
     tokio::spawn(stop.clone().in_current_span());
-    let namespace = config.namespace.clone();
-    let canaries: Api<Canary> = scoped(&client, &namespace);
-    // Only metadata for the workloads and configs: a change of any of them re-checks the
-    // Canaries concerned, which read what they use themselves. This keeps the caches small.
-    let deployments: Api<PartialObjectMeta<Deployment>> = scoped(&client, &namespace);
-    let daemon_sets: Api<PartialObjectMeta<DaemonSet>> = scoped(&client, &namespace);
-    let config_maps: Api<PartialObjectMeta<ConfigMap>> = scoped(&client, &namespace);
-    let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, &namespace);
     let reporter = Reporter {
         controller: config.controller_name.clone(),
         instance: std::env::var("POD_NAME").ok(),
@@ -63,41 +55,53 @@ pub async fn run(client: Client, config: Config) {
             return;
         }
     };
-    let config_tracking = config.config_tracking;
-    let controller = Controller::new(canaries, watch_config().labels(&config.canary_selector()));
-    let store = controller.store();
+    // One controller per watched namespace (or one for all of them), so that the permissions
+    // can be a Role in each namespace.
+    let scopes = config.scopes();
+    let controllers: Vec<Controller<Canary>> = scopes
+        .iter()
+        .map(|scope| Controller::new(scoped(&client, scope), watch_config().labels(&config.canary_selector())))
+        .collect();
+    let stores: Vec<Store<Canary>> = controllers.iter().map(Controller::store).collect();
     let telemetry = Arc::new(Telemetry::new(
         &serin_api::wire_name(&config.mesh_provider),
-        store.clone(),
+        stores.clone(),
     ));
-    let (templates, writer) = reflector::store();
-    let template_names: Api<PartialObjectMeta<MetricTemplate>> = scoped(&client, &namespace);
-    let template_watch = reflector::reflector(writer, watcher(template_names, watch_config()))
-        .backoff(watch_backoff())
-        .touched_objects()
-        .for_each({
-            let telemetry = telemetry.clone();
-            move |event| {
-                if let Err(error) = event {
-                    telemetry.watch_restarted("metrictemplates");
-                    let error = with_causes(&error);
-                    tracing::warn!(%error, "the MetricTemplate watch failed; it restarts after a backoff");
+    let mut template_stores = Vec::new();
+    for scope in &scopes {
+        let (templates, writer) = reflector::store();
+        let template_names: Api<PartialObjectMeta<MetricTemplate>> = scoped(&client, scope);
+        let template_watch = reflector::reflector(writer, watcher(template_names, watch_config()))
+            .backoff(watch_backoff())
+            .touched_objects()
+            .for_each({
+                let telemetry = telemetry.clone();
+                move |event| {
+                    if let Err(error) = event {
+                        telemetry.watch_restarted("metrictemplates");
+                        let error = with_causes(&error);
+                        tracing::warn!(%error, "the MetricTemplate watch failed; it restarts after a backoff");
+                    }
+                    futures::future::ready(())
                 }
-                futures::future::ready(())
-            }
-        });
-    tokio::spawn(template_watch.in_current_span());
+            });
+        tokio::spawn(template_watch.in_current_span());
+        template_stores.push(templates);
+    }
     // Without a listing (the CRD missing, or no permission to list them) a warning about a
     // templateRef naming no MetricTemplate would be a guess: those warnings are left out.
     let listed = tokio::select! {
-        listed = tokio::time::timeout(TEMPLATE_LISTING, templates.wait_until_ready()) => listed,
+        listed = tokio::time::timeout(
+            TEMPLATE_LISTING,
+            futures::future::try_join_all(template_stores.iter().map(Store::wait_until_ready)),
+        ) => listed,
         _ = stop.clone() => {
             tracing::info!("serin operator stopped");
             return;
         }
     };
     let templates = match listed {
-        Ok(Ok(())) => Some(templates),
+        Ok(Ok(_)) => Some(template_stores),
         _ => {
             tracing::warn!(
                 "MetricTemplates could not be listed within {TEMPLATE_LISTING:?}; templateRefs naming no MetricTemplate are not warned about"
@@ -108,13 +112,14 @@ pub async fn run(client: Client, config: Config) {
     if let Some(address) = config.telemetry_address {
         tokio::spawn(telemetry::serve(address, telemetry.clone()));
     }
-    let readiness = (store.clone(), telemetry.clone());
+    let readiness = (stores.clone(), telemetry.clone());
     tokio::spawn(async move {
-        // The store's readiness is a one-shot channel that wakes only its last waiter, and the
+        // A store's readiness is a one-shot channel that wakes only its last waiter, and the
         // controller waits on it too: look again every second rather than wait once.
         loop {
-            match tokio::time::timeout(Duration::from_secs(1), readiness.0.wait_until_ready()).await {
-                Ok(Ok(())) => break readiness.1.set_ready(),
+            let all = futures::future::try_join_all(readiness.0.iter().map(Store::wait_until_ready));
+            match tokio::time::timeout(Duration::from_secs(1), all).await {
+                Ok(Ok(_)) => break readiness.1.set_ready(),
                 Ok(Err(_)) => break,
                 Err(_) => continue,
             }
@@ -135,9 +140,10 @@ pub async fn run(client: Client, config: Config) {
         });
     }
     let alerting = Arc::new(Alerting::new(config.alerts.policy.clone(), telemetry.clone()));
+    let config_tracking = config.config_tracking;
     let context = Context {
         reporter,
-        client,
+        client: client.clone(),
         config,
         http,
         templates,
@@ -145,51 +151,60 @@ pub async fn run(client: Client, config: Config) {
         alerting,
         repeats: Default::default(),
     };
-
     let shutdown_grace = context.config.shutdown_grace;
     let shared = Arc::new(Shared {
         context,
         failures: Mutex::default(),
-        canaries: store.clone(),
+        canaries: stores,
         leader: leadership.as_ref().map(Leadership::changes),
         in_flight: AtomicUsize::new(0),
     });
-    let (by_target, by_daemon_set, by_config_map, by_secret) = (store.clone(), store.clone(), store.clone(), store);
-    let mut controller = controller
-        .watches(deployments, watch_config(), move |deployment| {
-            canaries_of(&by_target, &deployment)
-        })
-        .watches(daemon_sets, watch_config(), move |daemon_set| {
-            canaries_of(&by_daemon_set, &daemon_set)
-        });
-    if config_tracking {
-        let config = watch_config();
-        controller = controller
-            .watches(config_maps, config.clone(), move |c| {
-                canaries_in(&by_config_map, c.namespace())
+    let runs = controllers.into_iter().zip(&scopes).map(|(controller, scope)| {
+        // Only metadata for the workloads and configs: a change of any of them re-checks the
+        // Canaries concerned, which read what they use themselves. This keeps the caches small.
+        let deployments: Api<PartialObjectMeta<Deployment>> = scoped(&client, scope);
+        let daemon_sets: Api<PartialObjectMeta<DaemonSet>> = scoped(&client, scope);
+        let store = controller.store();
+        let (by_target, by_daemon_set, by_config_map, by_secret) = (store.clone(), store.clone(), store.clone(), store);
+        let mut controller = controller
+            .watches(deployments, watch_config(), move |deployment| {
+                canaries_of(&by_target, &deployment)
             })
-            .watches(secrets, config, move |s| canaries_in(&by_secret, s.namespace()));
-    }
-    if let Some(leadership) = &leadership {
-        // A standby skipped every reconcile: once elected, it looks at every Canary.
-        controller = controller.reconcile_all_on(elected(leadership.changes()));
-    }
-    let running = controller
-        .trigger_backoff(watch_backoff())
-        .graceful_shutdown_on(stop.clone())
-        .run(reconcile, error_policy, shared.clone())
-        .for_each(|result| {
-            if let Err(error) = result {
-                if let kube::runtime::controller::Error::QueueError(error) = &error {
-                    shared.context.telemetry.watch_restarted("canaries");
-                    let error = with_causes(error);
-                    tracing::warn!(%error, "a watch of the controller failed; it restarts after a backoff");
-                } else {
-                    tracing::debug!(%error, "reconcile did not complete");
+            .watches(daemon_sets, watch_config(), move |daemon_set| {
+                canaries_of(&by_daemon_set, &daemon_set)
+            });
+        if config_tracking {
+            let config_maps: Api<PartialObjectMeta<ConfigMap>> = scoped(&client, scope);
+            let secrets: Api<PartialObjectMeta<Secret>> = scoped(&client, scope);
+            controller = controller
+                .watches(config_maps, watch_config(), move |c| {
+                    canaries_in(&by_config_map, c.namespace())
+                })
+                .watches(secrets, watch_config(), move |s| canaries_in(&by_secret, s.namespace()));
+        }
+        if let Some(leadership) = &leadership {
+            // A standby skipped every reconcile: once elected, it looks at every Canary.
+            controller = controller.reconcile_all_on(elected(leadership.changes()));
+        }
+        let shared = shared.clone();
+        controller
+            .trigger_backoff(watch_backoff())
+            .graceful_shutdown_on(stop.clone())
+            .run(reconcile, error_policy, shared.clone())
+            .for_each(move |result| {
+                if let Err(error) = result {
+                    if let kube::runtime::controller::Error::QueueError(error) = &error {
+                        shared.context.telemetry.watch_restarted("canaries");
+                        let error = with_causes(error);
+                        tracing::warn!(%error, "a watch of the controller failed; it restarts after a backoff");
+                    } else {
+                        tracing::debug!(%error, "reconcile did not complete");
+                    }
                 }
-            }
-            futures::future::ready(())
-        });
+                futures::future::ready(())
+            })
+    });
+    let running = futures::future::join_all(runs);
     // kube's controller ends its stream only once its watches do, which a failing API server
     // delays: stop as soon as no reconcile is in progress.
     tokio::select! {
@@ -286,7 +301,7 @@ fn canaries_in(store: &Store<Canary>, namespace: Option<String>) -> Vec<ObjectRe
         .collect()
 }
 
-/// An Api over `K` in the watched namespace, or in all namespaces.
+/// An Api over `K` in one namespace, or in all namespaces.
 fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
 where
     K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
@@ -319,7 +334,8 @@ struct Shared {
     /// Consecutive failed reconciles per Canary, for the retry backoff; forgotten at the first
     /// success and when the Canary is gone.
     failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
-    canaries: Store<Canary>,
+    /// The Canaries of each watched scope.
+    canaries: Vec<Store<Canary>>,
     /// Under leader election, whether this replica holds the Lease; `None`: it always acts.
     leader: Option<watch::Receiver<bool>>,
     /// Reconciles in progress, for the shutdown to wait for.
@@ -425,7 +441,7 @@ fn error_policy(canary: Arc<Canary>, error: &Error, shared: Arc<Shared>) -> Acti
         .lock()
         .map(|mut failures| {
             // Entries of Canaries that are gone are dropped here, where the map grows.
-            failures.retain(|known, _| *known == key || shared.canaries.get(known).is_some());
+            failures.retain(|known, _| *known == key || shared.canaries.iter().any(|s| s.get(known).is_some()));
             let count = failures.entry(key.clone()).or_insert(0);
             *count = count.saturating_add(1);
             *count

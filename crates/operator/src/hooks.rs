@@ -206,7 +206,7 @@ mod tests {
     }
 
     fn telemetry() -> Telemetry {
-        Telemetry::new("kubernetes", kube::runtime::reflector::store::<Canary>().0)
+        Telemetry::new("kubernetes", vec![kube::runtime::reflector::store::<Canary>().0])
     }
 
     fn payload() -> Payload<'static> {

@@ -93,13 +93,10 @@ fn missing_templates(context: &Context, canary: &Canary) -> Vec<MissingTemplate>
         .filter_map(|metric| {
             let reference = metric.template_ref.as_ref()?;
             let template_namespace = reference.namespace.clone().unwrap_or_else(|| namespace.clone());
-            let watched = context
-                .config
-                .namespace
-                .as_ref()
-                .is_none_or(|watched| *watched == template_namespace);
+            let watched = context.config.watches(&template_namespace);
             let key = ObjectRef::new(&reference.name).within(&template_namespace);
-            (watched && templates.get(&key).is_none()).then(|| MissingTemplate {
+            let exists = templates.iter().any(|store| store.get(&key).is_some());
+            (watched && !exists).then(|| MissingTemplate {
                 metric: metric.name.clone(),
                 namespace: template_namespace,
                 name: reference.name.clone(),

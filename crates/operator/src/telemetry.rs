@@ -121,7 +121,7 @@ pub struct Telemetry {
 impl Telemetry {
     /// The metrics of an operator with `mesh_provider` as its default provider; `canaries` (the
     /// controller's cache) is counted per namespace at each scrape.
-    pub fn new(mesh_provider: &str, canaries: Store<Canary>) -> Telemetry {
+    pub fn new(mesh_provider: &str, canaries: Vec<Store<Canary>>) -> Telemetry {
         let mut registry = Registry::default();
         let info = Family::<InfoLabels, Gauge>::default();
         info.get_or_create(&InfoLabels {
@@ -394,7 +394,8 @@ impl serin_notify::DeliveryObserver for Telemetry {
 /// `flagger_canary_total{namespace}`: the Canaries in the cache, counted when scraped.
 #[derive(Debug)]
 struct CanaryTotals {
-    canaries: Store<Canary>,
+    /// One store per watched scope.
+    canaries: Vec<Store<Canary>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -405,7 +406,7 @@ struct NamespaceLabels {
 impl Collector for CanaryTotals {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut totals: BTreeMap<String, i64> = BTreeMap::new();
-        for canary in self.canaries.state() {
+        for canary in self.canaries.iter().flat_map(Store::state) {
             *totals.entry(canary.namespace().unwrap_or_default()).or_default() += 1;
         }
         let gauge = ConstGauge::new(0_i64);
@@ -500,7 +501,7 @@ mod tests {
     /// not in the exposition).
     fn after_two_rollouts() -> Telemetry {
         let (store, _writer) = kube::runtime::reflector::store::<Canary>();
-        let telemetry = Telemetry::new("kubernetes", store);
+        let telemetry = Telemetry::new("kubernetes", vec![store]);
         let canary: Canary = serde_json::from_value(serde_json::json!({
             "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
             "metadata": { "name": "podinfo", "namespace": "test" },

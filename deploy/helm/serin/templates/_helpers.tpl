@@ -86,3 +86,43 @@ providers in meshProvider and rbac.providers are granted.
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* The rules of serin's Role or ClusterRole. */}}
+{{- define "serin.rules" -}}
+# The Canaries it runs (status written with server-side apply, the finalizer of revertOnDeletion).
+- apiGroups: ["flagger.app"]
+  resources: ["canaries"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["flagger.app"]
+  resources: ["canaries/status", "canaries/finalizers"]
+  verbs: ["get", "patch", "update"]
+# Metric checks and alerts read their templates and providers.
+- apiGroups: ["flagger.app"]
+  resources: ["metrictemplates", "alertproviders"]
+  verbs: ["get", "list", "watch"]
+# Targets (watched by metadata) and the primaries copied from them.
+- apiGroups: ["apps"]
+  resources: ["deployments", "daemonsets"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# The apex, -primary and -canary Services.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# Config tracking: the target's ConfigMaps and Secrets, and their -primary copies; Secrets
+# also hold metric provider and AlertProvider credentials.
+- apiGroups: [""]
+  resources: ["configmaps", "secrets"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# The primary's autoscaler (HPA or KEDA ScaledObject), and pausing the target's.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# Events about each Canary.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{ include "serin.providerRules" . | trim }}
+{{- end -}}
