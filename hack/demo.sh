@@ -13,4 +13,4 @@ stage "building serin"
 cargo build --locked -p serin
 
 stage "serin demo"
-./target/debug/serin demo "$@"
+"${CARGO_TARGET_DIR:-target}/debug/serin" demo "$@"

@@ -40,7 +40,7 @@ cargo test --workspace --locked
 stage "release build of the static production binary (as the Dockerfile does)"
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --no-default-features \
   --target x86_64-unknown-linux-gnu --bin serin
-release_binary=target/x86_64-unknown-linux-gnu/release/serin
+release_binary="${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release/serin"
 ldd "$release_binary" 2>&1 | grep -q "statically linked" || fail "$release_binary is not statically linked"
 "$release_binary" --version
 "$release_binary" crds | grep -q "kind: CustomResourceDefinition" || fail "$release_binary crds printed no CRD"
