@@ -46,10 +46,11 @@ impl Replica {
         }
     }
 
-    /// `leader`, `standby`, or `None` while it does not answer.
+    /// `leader`, `standby`, or `None` while it does not answer (a standby may say why after).
     async fn role(&self) -> Option<String> {
         let body = reqwest::get(&self.readyz).await.ok()?.text().await.ok()?;
-        body.strip_prefix("ok: ").map(String::from)
+        let role = body.strip_prefix("ok: ")?;
+        Some(role.split(' ').next().unwrap_or(role).to_string())
     }
 
     fn kill(mut self) {

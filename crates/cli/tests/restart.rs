@@ -22,25 +22,41 @@ struct Operator {
     child: Option<Child>,
     args: Vec<String>,
     kills: usize,
+    /// Where the processes' logs go (appended), if anywhere.
+    log: Option<std::path::PathBuf>,
 }
 
 impl Operator {
     fn start(args: Vec<String>) -> Operator {
+        Operator::start_logging(args, None)
+    }
+
+    fn start_logging(args: Vec<String>, log: Option<std::path::PathBuf>) -> Operator {
         let mut operator = Operator {
             child: None,
             args,
             kills: 0,
+            log,
         };
         operator.spawn();
         operator
     }
 
     fn spawn(&mut self) {
+        let output = || match &self.log {
+            Some(path) => std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Stdio::from)
+                .expect("the operator's log file"),
+            None => Stdio::null(),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_serin"))
             .arg("operator")
             .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(output())
+            .stderr(output())
             .spawn()
             .expect("serin operator starts");
         self.child = Some(child);
@@ -265,12 +281,17 @@ async fn a_rollout_survives_an_api_server_restart() {
         .expect("canary");
         canaries.create(&PostParams::default(), &canary).await.expect("canary");
     }
-    let operator = Operator::start(vec![
-        "-kubeconfig".to_string(),
-        env.kubeconfig().display().to_string(),
-        "-namespace".to_string(),
-        namespace.clone(),
-    ]);
+    let logs = tempfile::tempdir().expect("a directory");
+    let log = logs.path().join("operator.log");
+    let operator = Operator::start_logging(
+        vec![
+            "-kubeconfig".to_string(),
+            env.kubeconfig().display().to_string(),
+            "-namespace".to_string(),
+            namespace.clone(),
+        ],
+        Some(log.clone()),
+    );
     let state = |canary: &Canary| {
         let status = canary.status.clone().unwrap_or_default();
         (status.phase.unwrap_or_default(), status.canary_weight.unwrap_or(0))
@@ -338,5 +359,12 @@ async fn a_rollout_survives_an_api_server_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(operator);
+    // The watches resumed from where they were, which the new API server no longer had: each
+    // was told 410 Gone and listed again, and nothing was missed (the rollouts above).
+    let log = std::fs::read_to_string(&log).expect("the operator's log");
+    assert!(
+        log.contains("too old resource version") && log.contains("Expired"),
+        "no watch was told 410 Gone:\n{log}"
+    );
     env.teardown().await;
 }

@@ -78,8 +78,8 @@ pub async fn run(client: Client, config: Config) {
                 let telemetry = telemetry.clone();
                 move |event| {
                     if let Err(error) = event {
-                        telemetry.watch_restarted("metrictemplates");
                         let error = with_causes(&error);
+                        telemetry.watch_restarted("metrictemplates", &error);
                         tracing::warn!(%error, "the MetricTemplate watch failed; it restarts after a backoff");
                     }
                     futures::future::ready(())
@@ -131,11 +131,18 @@ pub async fn run(client: Client, config: Config) {
         .map(|settings| Leadership::start(client.clone(), settings));
     if let Some(leadership) = &leadership {
         telemetry.set_leader(false);
-        let (mut changes, telemetry) = (leadership.changes(), telemetry.clone());
+        let (mut changes, roles) = (leadership.changes(), telemetry.clone());
         tokio::spawn(async move {
             while changes.changed().await.is_ok() {
                 let leading = *changes.borrow_and_update();
-                telemetry.set_leader(leading);
+                roles.set_leader(leading);
+            }
+        });
+        let (mut problems, lease_problems) = (leadership.problems(), telemetry.clone());
+        tokio::spawn(async move {
+            while problems.changed().await.is_ok() {
+                let problem = problems.borrow_and_update().clone();
+                lease_problems.set_lease_problem(problem);
             }
         });
     }
@@ -194,8 +201,8 @@ pub async fn run(client: Client, config: Config) {
             .for_each(move |result| {
                 if let Err(error) = result {
                     if let kube::runtime::controller::Error::QueueError(error) = &error {
-                        shared.context.telemetry.watch_restarted("canaries");
                         let error = with_causes(error);
+                        shared.context.telemetry.watch_restarted("canaries", &error);
                         tracing::warn!(%error, "a watch of the controller failed; it restarts after a backoff");
                     } else {
                         tracing::debug!(%error, "reconcile did not complete");

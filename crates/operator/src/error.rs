@@ -47,6 +47,11 @@ impl Error {
         }
     }
 
+    /// Whether the API server refused the request for lack of a permission.
+    pub fn is_forbidden(&self) -> bool {
+        self.forbidden().is_some()
+    }
+
     /// The API server's refusal, when serin's account lacks a permission.
     fn forbidden(&self) -> Option<&kube::core::Status> {
         let kube = match self {

@@ -52,8 +52,20 @@ pub async fn carry_out(subject: &Subject<'_>, outcome: &Outcome) -> Result<Reque
 
 /// The status and the Events of a plan (all of a plan that has no actions, like a problem's).
 pub async fn record(context: &Context, canary: &Canary, outcome: &Outcome) -> Result<Requeue, Error> {
-    if let Some(status) = &outcome.status {
-        write_status(context, canary, status).await?;
+    if let Some(status) = &outcome.status
+        && let Err(error) = write_status(context, canary, status).await
+    {
+        if error.is_forbidden() {
+            // The status cannot say it: the Events are all the user will see.
+            publish_notes(context, canary, outcome).await;
+            let note = Note {
+                type_: EventType::Warning,
+                reason: error.reason(),
+                message: format!("the status could not be written: {}", error.user_message()),
+            };
+            publish(context, canary, note).await;
+        }
+        return Err(error);
     }
     publish_notes(context, canary, outcome).await;
     Ok(requeue_of(outcome))

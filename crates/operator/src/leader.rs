@@ -38,6 +38,8 @@ impl LeaderElection {
 /// This replica's side of the election.
 pub struct Leadership {
     leader: watch::Receiver<bool>,
+    /// Why the Lease cannot be reached, while it cannot.
+    problem: watch::Receiver<Option<String>>,
     release: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -54,12 +56,13 @@ impl Leadership {
     /// server unreachable, the Lease API forbidden), this replica is a standby and says why.
     pub fn start(client: Client, settings: &LeaderElection) -> Leadership {
         let (sender, leader) = watch::channel(false);
+        let (problem_sender, problem) = watch::channel(None);
         let (release, mut released) = oneshot::channel();
         let settings = settings.clone();
         let task = tokio::spawn(
             async move {
                 let mut manager = tokio::select! {
-                    manager = build(client.clone(), &settings) => manager,
+                    manager = build(client.clone(), &settings, &problem_sender) => manager,
                     _ = &mut released => return,
                 };
                 let leases = Api::<Lease>::namespaced(client.clone(), &settings.namespace);
@@ -76,12 +79,13 @@ impl Leadership {
                         // stopped gracefully released it, so look, and take it over at once.
                         _ = holder_gone(&leases, &settings.lease_name), if standby => {
                             tokio::select! {
-                                rebuilt = build(client.clone(), &settings) => manager = rebuilt,
+                                rebuilt = build(client.clone(), &settings, &problem_sender) => manager = rebuilt,
                                 _ = &mut released => break,
                             }
                         }
                         changed = manager.changed() => match changed {
                             Ok(leading) => {
+                                problem_sender.send_replace(None);
                                 if leading {
                                     tracing::info!(identity = %settings.identity, "elected leader: reconciling");
                                 } else {
@@ -90,6 +94,7 @@ impl Leadership {
                                 let _ = sender.send(leading);
                             }
                             Err(error) => {
+                                problem_sender.send_replace(Some(lease_problem(&settings, &error)));
                                 if *sender.borrow() {
                                     tracing::warn!(%error, "the lease could not be renewed: standing by");
                                     let _ = sender.send(false);
@@ -112,6 +117,7 @@ impl Leadership {
         );
         Leadership {
             leader,
+            problem,
             release: Some(release),
             task,
         }
@@ -120,6 +126,12 @@ impl Leadership {
     /// Changes of leadership, for the controller to reconcile everything when elected.
     pub fn changes(&self) -> watch::Receiver<bool> {
         self.leader.clone()
+    }
+
+    /// Why the Lease cannot be reached (the API server unreachable, the Lease API forbidden),
+    /// while it cannot.
+    pub fn problems(&self) -> watch::Receiver<Option<String>> {
+        self.problem.clone()
     }
 
     /// Stops campaigning and releases the Lease if held (at shutdown, once reconciles are done).
@@ -143,7 +155,17 @@ async fn holder_gone(leases: &Api<Lease>, name: &str) {
     }
 }
 
-async fn build(client: Client, settings: &LeaderElection) -> LeaseManager {
+/// What a standby says on `/readyz` when the Lease cannot be reached.
+fn lease_problem(settings: &LeaderElection, error: &dyn std::error::Error) -> String {
+    format!(
+        "the Lease {}/{} cannot be reached: {}",
+        settings.namespace,
+        settings.lease_name,
+        with_causes(error)
+    )
+}
+
+async fn build(client: Client, settings: &LeaderElection, problem: &watch::Sender<Option<String>>) -> LeaseManager {
     let duration = settings.lease_duration.as_secs().max(2);
     // Renew a quarter of the duration before expiry (Flagger: 60 s lease, renewed within 15 s).
     let grace = (duration / 4).max(1);
@@ -159,6 +181,7 @@ async fn build(client: Client, settings: &LeaderElection) -> LeaseManager {
         match built {
             Ok(manager) => return manager,
             Err(error) => {
+                problem.send_replace(Some(lease_problem(settings, &error)));
                 let error = with_causes(&error);
                 tracing::warn!(%error, "the lease could not be set up; retrying in {RETRY:?}");
                 tokio::time::sleep(RETRY).await;

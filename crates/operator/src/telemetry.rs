@@ -116,6 +116,10 @@ pub struct Telemetry {
     /// Under leader election: whether this replica holds the Lease (`None` without election).
     role: std::sync::Mutex<Option<bool>>,
     ready: AtomicBool,
+    /// Why `/readyz` is not (yet) what it should be: the last failure of a watch, and why a
+    /// standby cannot take the Lease.
+    watch_problem: std::sync::Mutex<Option<String>>,
+    lease_problem: std::sync::Mutex<Option<String>>,
 }
 
 impl Telemetry {
@@ -150,6 +154,8 @@ impl Telemetry {
             leader: Gauge::default(),
             role: std::sync::Mutex::new(None),
             ready: AtomicBool::new(false),
+            watch_problem: std::sync::Mutex::new(None),
+            lease_problem: std::sync::Mutex::new(None),
             registry,
         };
         let registry = &mut telemetry.registry;
@@ -330,13 +336,24 @@ impl Telemetry {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// A watch of `resource` (`canaries` for the controller's, `metrictemplates`) failed.
-    pub fn watch_restarted(&self, resource: &str) {
+    /// A watch of `resource` (`canaries` for the controller's, `metrictemplates`) failed with
+    /// `error`, which `/readyz` repeats until the caches are filled.
+    pub fn watch_restarted(&self, resource: &str, error: &str) {
         self.watch_restarts
             .get_or_create(&ResourceLabels {
                 resource: resource.to_string(),
             })
             .inc();
+        if let Ok(mut problem) = self.watch_problem.lock() {
+            *problem = Some(error.to_string());
+        }
+    }
+
+    /// Under leader election, why this replica cannot take the Lease (`None` once it can).
+    pub fn set_lease_problem(&self, problem: Option<String>) {
+        if let Ok(mut lease_problem) = self.lease_problem.lock() {
+            *lease_problem = problem;
+        }
     }
 
     /// Under leader election, whether this replica now holds the Lease.
@@ -460,16 +477,27 @@ async fn metrics(State(telemetry): State<Arc<Telemetry>>) -> axum::response::Res
 }
 
 /// 200 once the caches are filled; under leader election the body says `leader` or `standby`
-/// (a warm standby is ready: it takes over without a listing).
-async fn readyz(State(telemetry): State<Arc<Telemetry>>) -> (StatusCode, &'static str) {
+/// (a warm standby is ready: it takes over without a listing). Not ready, the body says why
+/// when a watch failed (a permission missing, the API server unreachable); a standby that
+/// cannot reach its Lease says why too.
+async fn readyz(State(telemetry): State<Arc<Telemetry>>) -> (StatusCode, String) {
+    let problem = |slot: &std::sync::Mutex<Option<String>>| slot.lock().ok().and_then(|p| p.clone());
     if !telemetry.ready.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the caches are not filled yet");
+        let body = match problem(&telemetry.watch_problem) {
+            Some(error) => format!("the caches are not filled yet; the last watch failed: {error}"),
+            None => "the caches are not filled yet".to_string(),
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, body);
     }
-    match telemetry.role.lock().map(|role| *role) {
-        Ok(Some(true)) => (StatusCode::OK, "ok: leader"),
-        Ok(Some(false)) => (StatusCode::OK, "ok: standby"),
-        _ => (StatusCode::OK, "ok"),
-    }
+    let body = match telemetry.role.lock().map(|role| *role) {
+        Ok(Some(true)) => "ok: leader".to_string(),
+        Ok(Some(false)) => match problem(&telemetry.lease_problem) {
+            Some(why) => format!("ok: standby ({why})"),
+            None => "ok: standby".to_string(),
+        },
+        _ => "ok".to_string(),
+    };
+    (StatusCode::OK, body)
 }
 
 #[cfg(test)]
@@ -522,7 +550,7 @@ mod tests {
         telemetry.webhook_called("confirm-promotion", "refused", Duration::from_millis(8));
         serin_metrics::QueryObserver::query_ran(&telemetry, "prometheus", "no_values", Duration::from_millis(5));
         serin_notify::DeliveryObserver::delivered(&telemetry, "slack", "sent", Duration::from_millis(30));
-        telemetry.watch_restarted("canaries");
+        telemetry.watch_restarted("canaries", "connection refused");
         telemetry
     }
 
