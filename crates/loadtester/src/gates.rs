@@ -39,7 +39,11 @@ pub struct StoreError {
 }
 
 pub enum GateStore {
-    Memory(Mutex<BTreeMap<String, bool>>),
+    Memory {
+        gates: Mutex<BTreeMap<String, bool>>,
+        /// Why the gates are in memory when a ConfigMap was asked for.
+        fallback: Option<String>,
+    },
     /// One key per gate (`<namespace>.<name>.gate`: "open") in a ConfigMap.
     ConfigMap(Box<ConfigMapStore>),
 }
@@ -100,7 +104,47 @@ impl ConfigMapStore {
 
 impl GateStore {
     pub fn memory() -> GateStore {
-        GateStore::Memory(Mutex::new(BTreeMap::new()))
+        GateStore::Memory {
+            gates: Mutex::default(),
+            fallback: None,
+        }
+    }
+
+    /// Gates in memory, though a ConfigMap was asked for, because of `why`.
+    pub fn memory_because(why: String) -> GateStore {
+        tracing::warn!("gates are kept in memory and lost on restart: {why}");
+        GateStore::Memory {
+            gates: Mutex::default(),
+            fallback: Some(why),
+        }
+    }
+
+    /// The ConfigMap store, if the load tester may read that ConfigMap; in memory otherwise (as
+    /// Flagger's load tester, whose install grants no ConfigMap access), saying why. Any other
+    /// failure (the API server not reachable yet) keeps the ConfigMap: it is retried per call.
+    pub async fn config_map_if_allowed(client: Client, namespace: &str, name: &str) -> GateStore {
+        let store = ConfigMapStore {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        match store.api.get_opt(name).await {
+            Err(kube::Error::Api(status)) if status.code == 401 || status.code == 403 => {
+                GateStore::memory_because(format!(
+                    "ConfigMap {namespace}/{name} may not be read ({}); grant get, create and patch on it to keep gates across restarts",
+                    status.message
+                ))
+            }
+            _ => GateStore::ConfigMap(Box::new(store)),
+        }
+    }
+
+    /// Why the gates are in memory although a ConfigMap was asked for.
+    pub fn fallback(&self) -> Option<&str> {
+        match self {
+            GateStore::Memory { fallback, .. } => fallback.as_deref(),
+            GateStore::ConfigMap(_) => None,
+        }
     }
 
     pub fn config_map(client: Client, namespace: &str, name: &str) -> GateStore {
@@ -114,7 +158,7 @@ impl GateStore {
     pub async fn is_open(&self, gate: Gate, namespace: &str, name: &str) -> Result<bool, StoreError> {
         let key = gate.key(namespace, name);
         match self {
-            GateStore::Memory(gates) => Ok(gates
+            GateStore::Memory { gates, .. } => Ok(gates
                 .lock()
                 .map(|g| g.get(&key).copied().unwrap_or(false))
                 .unwrap_or(false)),
@@ -125,7 +169,7 @@ impl GateStore {
     pub async fn set(&self, gate: Gate, namespace: &str, name: &str, open: bool) -> Result<(), StoreError> {
         let key = gate.key(namespace, name);
         match self {
-            GateStore::Memory(gates) => {
+            GateStore::Memory { gates, .. } => {
                 if let Ok(mut gates) = gates.lock() {
                     gates.insert(key, open);
                 }

@@ -3,15 +3,16 @@
 //! tester unchanged, and adds what Flagger's lacks: an allow-list of programs (no shell), an
 //! optional bearer token, 400 for a task it does not know, and gates that survive a restart.
 
+pub mod access;
 pub mod gates;
+pub mod limits;
 pub mod load;
+pub mod metrics;
 pub mod rest;
 pub mod runner;
 pub mod tasks;
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -21,6 +22,7 @@ use axum::routing::{get, post};
 use regex::Regex;
 
 use crate::gates::{Gate, GateStore};
+use crate::metrics::Metrics;
 use crate::runner::{Outcome, RunError, Runner};
 use crate::tasks::{Payload, parse};
 
@@ -31,11 +33,7 @@ pub struct Service {
     pub token: Option<String>,
     /// Canaries of other namespaces are refused (403).
     pub namespace_regexp: Option<Regex>,
-    counters: Mutex<BTreeMap<(String, String), u64>>,
-    /// Requests the built-in generator sent, by answer.
-    requests: Mutex<BTreeMap<String, u64>>,
-    /// The latest load report of each canary (`namespace/name`).
-    latest: Mutex<BTreeMap<String, load::LoadReport>>,
+    metrics: Metrics,
 }
 
 impl Service {
@@ -45,40 +43,12 @@ impl Service {
             gates,
             token,
             namespace_regexp,
-            counters: Mutex::default(),
-            requests: Mutex::default(),
-            latest: Mutex::default(),
-        }
-    }
-
-    fn count_requests(&self, status: &str, count: u64) {
-        if let Ok(mut requests) = self.requests.lock() {
-            *requests.entry(status.to_string()).or_insert(0) += count;
-        }
-    }
-
-    fn count(&self, kind: &str, result: &str) {
-        if let Ok(mut counters) = self.counters.lock() {
-            *counters.entry((kind.to_string(), result.to_string())).or_insert(0) += 1;
+            metrics: Metrics::default(),
         }
     }
 }
 
 type Reply = (StatusCode, String);
-
-/// A duration as the flags and tasks write it: `30s`, `10m`, `1h`.
-pub fn duration(text: &str) -> Result<std::time::Duration, String> {
-    let invalid = || format!("{text:?} is not a duration such as 30s, 10m or 1h");
-    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let value: u64 = digits.parse().map_err(|_| invalid())?;
-    let seconds = match unit {
-        "s" => value,
-        "m" => value * 60,
-        "h" => value * 3600,
-        _ => return Err(invalid()),
-    };
-    Ok(std::time::Duration::from_secs(seconds))
-}
 
 pub fn router(service: Arc<Service>) -> Router {
     let gate = |gate: Gate, action: GateAction| {
@@ -87,7 +57,7 @@ pub fn router(service: Arc<Service>) -> Router {
         }
     };
     Router::new()
-        .route("/healthz", get(|| async { "OK" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/", post(task))
         .route(
@@ -136,6 +106,13 @@ fn admit(service: &Service, headers: &HeaderMap, body: &[u8]) -> Result<Payload,
             format!("malformed payload: {e}; expected JSON with name, namespace and metadata"),
         )
     })?;
+    for (field, value) in [("name", &payload.name), ("namespace", &payload.namespace)] {
+        if !is_kubernetes_name(value) {
+            let message =
+                format!("{field} {value:?} is not a Kubernetes name (lower case letters, digits, '-' and '.')");
+            return Err((StatusCode::BAD_REQUEST, message));
+        }
+    }
     if let Some(regexp) = &service.namespace_regexp
         && !regexp.is_match(&payload.namespace)
     {
@@ -146,6 +123,24 @@ fn admit(service: &Service, headers: &HeaderMap, body: &[u8]) -> Result<Payload,
         return Err((StatusCode::FORBIDDEN, message));
     }
     Ok(payload)
+}
+
+/// 200; says so when the gates are kept in memory although a ConfigMap was asked for.
+async fn healthz(State(service): State<Arc<Service>>) -> String {
+    match service.gates.fallback() {
+        Some(why) => format!("OK; gates are kept in memory and lost on restart: {why}"),
+        None => "OK".to_string(),
+    }
+}
+
+/// What Kubernetes accepts as an object's name (DNS subdomain): the Canary's name and namespace.
+fn is_kubernetes_name(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let alphanumeric = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    (1..=253).contains(&bytes.len())
+        && bytes.first().is_some_and(alphanumeric)
+        && bytes.last().is_some_and(alphanumeric)
+        && bytes.iter().all(|b| alphanumeric(b) || *b == b'-' || *b == b'.')
 }
 
 async fn gate_endpoint(service: &Service, headers: &HeaderMap, body: &[u8], gate: Gate, action: GateAction) -> Reply {
@@ -185,7 +180,7 @@ async fn task(State(service): State<Arc<Service>>, headers: HeaderMap, body: Byt
     let task = match parse(&payload) {
         Ok(task) => task,
         Err(error) => {
-            service.count(&kind, "invalid");
+            service.metrics.task(&kind, "invalid");
             return (StatusCode::BAD_REQUEST, error.to_string());
         }
     };
@@ -207,51 +202,40 @@ async fn task(State(service): State<Arc<Service>>, headers: HeaderMap, body: Byt
         ),
         Ok(Outcome::Finished { success: false, output }) => ("failed", (StatusCode::INTERNAL_SERVER_ERROR, output)),
         Ok(Outcome::Report(report)) => {
-            for (status, count) in &report.responses {
-                service.count_requests(status, *count);
-            }
-            if let Ok(mut latest) = service.latest.lock() {
-                latest.insert(format!("{}/{}", payload.namespace, payload.name), report.clone());
-            }
+            service
+                .metrics
+                .load(&format!("{}/{}", payload.namespace, payload.name), &report);
             (
                 "succeeded",
                 (StatusCode::OK, serde_json::to_string(&report).unwrap_or_default()),
             )
         }
-        Err(error @ RunError::NotAllowed { .. }) => ("refused", (StatusCode::FORBIDDEN, error.to_string())),
+        Err(error) if error.is_invalid() => ("invalid", (StatusCode::BAD_REQUEST, error.to_string())),
+        Err(error @ (RunError::NotAllowed { .. } | RunError::Access(_))) => {
+            ("refused", (StatusCode::FORBIDDEN, error.to_string()))
+        }
         Err(error @ RunError::Busy { .. }) => ("busy", (StatusCode::TOO_MANY_REQUESTS, error.to_string())),
         Err(error) => ("failed", (StatusCode::INTERNAL_SERVER_ERROR, error.to_string())),
     };
-    service.count(&kind, result);
+    service.metrics.task(&kind, result);
     reply
 }
 
-async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> Reply {
+async fn metrics(State(service): State<Arc<Service>>, headers: HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
     if let Err(reply) = authorized(&service, &headers) {
-        return reply;
+        return reply.into_response();
     }
-    let mut out = String::from("# TYPE serin_loadtester_tasks_total counter\n");
-    for ((kind, result), count) in service.counters.lock().map(|c| c.clone()).unwrap_or_default() {
-        let _ = writeln!(
-            out,
-            "serin_loadtester_tasks_total{{type=\"{kind}\",result=\"{result}\"}} {count}"
-        );
+    match service.metrics.encode() {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "could not encode the metrics").into_response(),
     }
-    out.push_str("# TYPE serin_loadtester_load_requests_total counter\n");
-    for (status, count) in service.requests.lock().map(|c| c.clone()).unwrap_or_default() {
-        let _ = writeln!(
-            out,
-            "serin_loadtester_load_requests_total{{status=\"{status}\"}} {count}"
-        );
-    }
-    out.push_str("# TYPE serin_loadtester_load_latency_ms gauge\n");
-    for (canary, report) in service.latest.lock().map(|l| l.clone()).unwrap_or_default() {
-        for (quantile, value) in [("0.5", report.p50_ms), ("0.9", report.p90_ms), ("0.99", report.p99_ms)] {
-            let _ = writeln!(
-                out,
-                "serin_loadtester_load_latency_ms{{canary=\"{canary}\",quantile=\"{quantile}\"}} {value}"
-            );
-        }
-    }
-    (StatusCode::OK, out)
 }

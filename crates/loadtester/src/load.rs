@@ -10,6 +10,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 
+use crate::limits::{self, LimitError};
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadSpec {
     pub url: String,
@@ -38,6 +40,39 @@ pub struct LoadReport {
 pub enum LoadError {
     #[error("invalid load: {0}")]
     Invalid(String),
+    #[error("invalid load: {0}")]
+    Limit(#[from] LimitError),
+}
+
+impl LoadSpec {
+    /// Every bound of [`crate::limits`], whichever way the load was described.
+    pub fn check(&self) -> Result<(), LimitError> {
+        let text = |value: &dyn std::fmt::Display| value.to_string();
+        limits::check_rate("rate", &text(&self.rate), self.rate)?;
+        limits::check_count(
+            "concurrency",
+            &text(&self.concurrency),
+            self.concurrency,
+            1,
+            limits::MAX_CONCURRENCY,
+        )?;
+        if self.duration.is_zero() || self.duration > limits::MAX_DURATION {
+            return Err(LimitError::OutOfBounds {
+                field: "duration".into(),
+                value: format!("{:?}", self.duration),
+                limit: format!("more than 0 and at most {:?}", limits::MAX_DURATION),
+            });
+        }
+        let body = self.body.as_ref().map_or(0, String::len);
+        limits::check_count("body", &format!("{body} bytes"), body, 0, limits::MAX_BODY_BYTES)?;
+        limits::check_count(
+            "headers",
+            &format!("{} lines", self.headers.len()),
+            self.headers.len(),
+            0,
+            limits::MAX_HEADERS,
+        )
+    }
 }
 
 struct Tally {
@@ -46,9 +81,7 @@ struct Tally {
 }
 
 pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
-    if spec.concurrency == 0 {
-        return Err(LoadError::Invalid("concurrency must be at least 1".into()));
-    }
+    spec.check()?;
     let method = reqwest::Method::from_bytes(spec.method.as_bytes())
         .map_err(|_| LoadError::Invalid(format!("method {:?}", spec.method)))?;
     let mut builder = reqwest::Client::builder().pool_max_idle_per_host(spec.concurrency);
@@ -58,7 +91,9 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
     let client = builder.build().map_err(|e| LoadError::Invalid(e.to_string()))?;
     let histogram = Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| LoadError::Invalid(e.to_string()))?;
     let started = Instant::now();
-    let deadline = started + spec.duration;
+    let deadline = started
+        .checked_add(spec.duration)
+        .ok_or_else(|| LoadError::Invalid(format!("duration {:?} is too long", spec.duration)))?;
     let request = Arc::new(Template {
         client,
         method,
@@ -134,10 +169,12 @@ async fn open_loop(request: &Arc<Template>, histogram: Histogram<u64>, started: 
     let mut sent = 0u64;
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let intended = started + Duration::from_secs_f64(sent as f64 / request.spec.rate);
-        if intended >= deadline {
+        let due = Duration::try_from_secs_f64(sent as f64 / request.spec.rate)
+            .ok()
+            .and_then(|offset| started.checked_add(offset));
+        let Some(intended) = due.filter(|due| *due < deadline) else {
             break;
-        }
+        };
         // Timers have a millisecond's granularity: sleep only when the request is not due yet.
         if intended > Instant::now() {
             tokio::time::sleep_until(intended.into()).await;
@@ -196,9 +233,9 @@ async fn closed_loop(request: &Arc<Template>, histogram: Histogram<u64>, deadlin
 }
 
 /// Reads a `hey` command line (`hey -z 1m -q 10 -c 2 [-m POST] [-d BODY] [-H header] [-h2] URL`)
-/// as a load: hey's `-q` is per worker, so the total rate is `q × c`. `None` when the line uses
-/// something this reading does not cover (then only the real `hey` can run it).
-pub fn from_hey(args: &[String]) -> Option<LoadSpec> {
+/// as a load: hey's `-q` is per worker, so the total rate is `q × c`. An error says what this
+/// reading does not cover (then only the real `hey` can run it) or which value is out of bounds.
+pub fn from_hey(args: &[String]) -> Result<LoadSpec, HeyError> {
     let mut spec = LoadSpec {
         url: String::new(),
         method: "GET".into(),
@@ -212,37 +249,48 @@ pub fn from_hey(args: &[String]) -> Option<LoadSpec> {
     let mut per_worker_rate = 0.0;
     let mut words = args.iter();
     while let Some(word) = words.next() {
+        let mut value = || {
+            words
+                .next()
+                .ok_or_else(|| HeyError::Unsupported(format!("{word} without a value")))
+        };
         match word.as_str() {
-            "-z" => spec.duration = parse_hey_duration(words.next()?)?,
-            "-q" => per_worker_rate = words.next()?.parse().ok()?,
-            "-c" => spec.concurrency = words.next()?.parse().ok()?,
-            "-m" => spec.method = words.next()?.to_uppercase(),
-            "-d" => spec.body = Some(words.next()?.clone()),
+            "-z" => spec.duration = limits::duration("hey -z", value()?, limits::MAX_DURATION)?,
+            "-q" => per_worker_rate = limits::rate("hey -q", value()?)?,
+            "-c" => spec.concurrency = limits::count("hey -c", value()?, 1, limits::MAX_CONCURRENCY)?,
+            "-m" => spec.method = value()?.to_uppercase(),
+            "-d" => spec.body = Some(value()?.clone()),
             "-H" => {
-                let (name, value) = words.next()?.split_once(':')?;
+                let header = value()?;
+                let (name, value) = header
+                    .split_once(':')
+                    .ok_or_else(|| HeyError::Unsupported(format!("-H {header:?} (not Name: value)")))?;
                 spec.headers.push((name.trim().to_string(), value.trim().to_string()));
             }
             "-h2" => spec.http2 = true,
             url if !url.starts_with('-') && spec.url.is_empty() => spec.url = url.to_string(),
-            _ => return None,
+            other => return Err(HeyError::Unsupported(other.to_string())),
         }
     }
-    if spec.url.is_empty() || spec.duration.is_zero() {
-        return None;
+    if spec.url.is_empty() {
+        return Err(HeyError::Unsupported("a line without a URL".into()));
+    }
+    if spec.duration.is_zero() {
+        return Err(HeyError::Unsupported("a line without -z".into()));
     }
     spec.rate = per_worker_rate * spec.concurrency as f64;
-    Some(spec)
+    spec.check()?;
+    Ok(spec)
 }
 
-fn parse_hey_duration(text: &str) -> Option<Duration> {
-    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
-    let value: u64 = digits.parse().ok()?;
-    match unit {
-        "s" => Some(Duration::from_secs(value)),
-        "m" => Some(Duration::from_secs(value * 60)),
-        "h" => Some(Duration::from_secs(value * 3600)),
-        _ => None,
-    }
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum HeyError {
+    #[error(
+        "hey is not installed and the built-in generator reads only -z, -q, -c, -m, -d, -H, -h2 and a URL, not {0}"
+    )]
+    Unsupported(String),
+    #[error("{0}")]
+    Limit(#[from] LimitError),
 }
 
 #[cfg(test)]
@@ -273,9 +321,23 @@ mod tests {
         assert_eq!(unlimited.rate, 0.0, "no -q: as fast as possible");
         assert_eq!(
             from_hey(&words("-n 100 http://web/")),
-            None,
+            Err(HeyError::Unsupported("-n".into())),
             "request counts are left to the real hey"
         );
-        assert_eq!(from_hey(&words("-z 1m")), None, "no URL");
+        assert_eq!(
+            from_hey(&words("-z 1m")),
+            Err(HeyError::Unsupported("a line without a URL".into()))
+        );
+        assert!(matches!(
+            from_hey(&words("-z 18446744073709551615s http://web/")),
+            Err(HeyError::Limit(_))
+        ));
+        assert!(
+            matches!(
+                from_hey(&words("-z 1m -q 1000 -c 9999 http://web/")),
+                Err(HeyError::Limit(_))
+            ),
+            "a total rate above the bound"
+        );
     }
 }

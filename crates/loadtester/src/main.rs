@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use regex::Regex;
+use serin_loadtester::access::Access;
 use serin_loadtester::gates::GateStore;
 use serin_loadtester::runner::{DEFAULT_ALLOWED, Runner};
 use serin_loadtester::{Service, router};
@@ -20,7 +21,7 @@ struct Args {
     #[arg(long, default_value_t = 9090)]
     port: u16,
     /// Commands running longer are killed, with their process group.
-    #[arg(long, default_value = "1h", value_parser = serin_loadtester::duration)]
+    #[arg(long, default_value = "1h", value_parser = serin_loadtester::limits::flag_duration)]
     timeout: Duration,
     /// Only Canaries of matching namespaces are served (403 otherwise).
     #[arg(long)]
@@ -33,6 +34,13 @@ struct Args {
     /// Tasks running at once; more get 429.
     #[arg(long, default_value_t = serin_loadtester::runner::DEFAULT_MAX_TASKS)]
     max_tasks: usize,
+    /// The only directory files named by a payload (a Concord `apiKeyPath`) are read from.
+    #[arg(long)]
+    secrets_dir: Option<std::path::PathBuf>,
+    /// Hosts the URL of a `load` task and nGrinder or Concord servers may name, comma-separated;
+    /// `*.example.com` for a domain's hosts. Any host when not set.
+    #[arg(long, value_delimiter = ',')]
+    allowed_hosts: Option<Vec<String>>,
     /// Bearer token every endpoint but /healthz requires.
     #[arg(long, env = "LOADTESTER_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -62,17 +70,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         };
         match kube::Client::try_default().await {
-            Ok(client) => GateStore::config_map(client, namespace, name),
-            Err(error) => {
-                eprintln!(
-                    "error: -gate-store=configmap needs a Kubernetes client ({error}); use -gate-store=memory outside a cluster"
-                );
-                return ExitCode::FAILURE;
-            }
+            Ok(client) => GateStore::config_map_if_allowed(client, namespace, name).await,
+            Err(error) => GateStore::memory_because(format!("no Kubernetes client ({error})")),
         }
     };
     let service = Service::new(
-        Runner::new(args.allowed_programs, args.timeout).with_limit(args.max_tasks),
+        Runner::new(args.allowed_programs, args.timeout)
+            .with_limit(args.max_tasks)
+            .with_access(Access::new(args.secrets_dir, args.allowed_hosts)),
         gates,
         args.token,
         args.namespace_regexp,

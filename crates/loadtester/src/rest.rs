@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::Value;
 
+use crate::limits;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NGrinder {
     pub server: String,
@@ -26,7 +28,7 @@ pub struct Concord {
     pub repo: String,
     pub entrypoint: String,
     pub endpoint: String,
-    /// File holding the API key, sent as the Authorization header.
+    /// File holding the API key (under `-secrets-dir`), sent as the Authorization header.
     pub api_key_path: String,
     pub arguments: BTreeMap<String, String>,
     pub poll_interval: Duration,
@@ -43,8 +45,6 @@ pub enum RestError {
     Failed { status: String },
     #[error("the test did not finish within {0:?}; it was stopped")]
     TimedOut(Duration),
-    #[error("cannot read the Concord API key {path}: {reason}")]
-    ApiKey { path: String, reason: String },
 }
 
 fn unreachable(server: &str) -> impl Fn(reqwest::Error) -> RestError + '_ {
@@ -85,10 +85,12 @@ impl NGrinder {
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or("metadata.passwd of an ngrinder task must be base64")?;
-        let poll_interval = metadata
-            .get("pollInterval")
-            .and_then(|v| crate::duration(v).ok())
-            .unwrap_or(Duration::from_secs(1));
+        let poll_interval = match metadata.get("pollInterval") {
+            Some(text) => {
+                limits::duration("metadata.pollInterval", text, limits::MAX_POLL_INTERVAL).map_err(|e| e.to_string())?
+            }
+            None => Duration::from_secs(1),
+        };
         Ok(NGrinder {
             server: field("server")?,
             clone,
@@ -152,13 +154,10 @@ impl Concord {
                 .cloned()
                 .ok_or(format!("concord tasks need metadata.{key}"))
         };
-        let seconds = |key: &str, default: u64| -> Result<Duration, String> {
+        let seconds = |key: &str, default: u64, max: Duration| -> Result<Duration, String> {
             match metadata.get(key) {
                 None => Ok(Duration::from_secs(default)),
-                Some(v) => v
-                    .parse()
-                    .map(Duration::from_secs)
-                    .map_err(|_| format!("metadata.{key} of a concord task is a number of seconds")),
+                Some(text) => limits::seconds(&format!("metadata.{key}"), text, max).map_err(|e| e.to_string()),
             }
         };
         if metadata.contains_key("arguments.endpoint") {
@@ -177,17 +176,13 @@ impl Concord {
             endpoint: field("endpoint")?,
             api_key_path: field("apiKeyPath")?,
             arguments,
-            poll_interval: seconds("pollInterval", 5)?,
-            poll_timeout: seconds("pollTimeout", 30)?,
+            poll_interval: seconds("pollInterval", 5, limits::MAX_POLL_INTERVAL)?,
+            poll_timeout: seconds("pollTimeout", 30, limits::MAX_DURATION)?,
         })
     }
 
-    pub async fn run(&self, client: &reqwest::Client) -> Result<(), RestError> {
-        let key = std::fs::read_to_string(&self.api_key_path).map_err(|e| RestError::ApiKey {
-            path: self.api_key_path.clone(),
-            reason: e.to_string(),
-        })?;
-        let key = key.trim().to_string();
+    /// Starts the process with `key` (the content of `apiKeyPath`) and polls it to its end.
+    pub async fn run(&self, client: &reqwest::Client, key: &str) -> Result<(), RestError> {
         let base = self.server.trim_end_matches('/');
         let mut form = reqwest::multipart::Form::new()
             .text("org", self.org.clone())
@@ -200,7 +195,7 @@ impl Concord {
         }
         let response = client
             .post(format!("{base}/api/v1/process"))
-            .header("Authorization", &key)
+            .header("Authorization", key)
             .multipart(form)
             .send()
             .await
@@ -220,7 +215,7 @@ impl Concord {
             tokio::time::sleep(self.poll_interval).await;
             let response = client
                 .get(format!("{base}/api/v1/process/{instance}"))
-                .header("Authorization", &key)
+                .header("Authorization", key)
                 .send()
                 .await
                 .map_err(unreachable(&self.server))?;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::access::{Access, AccessError};
 use crate::load::{self, LoadError, LoadReport};
 use crate::rest::RestError;
 use crate::tasks::{Payload, Task};
@@ -19,7 +20,9 @@ use crate::tasks::{Payload, Task};
 /// The most output kept of one command (its last bytes).
 const OUTPUT_LIMIT: usize = 64 * 1024;
 
-pub const DEFAULT_ALLOWED: [&str; 7] = ["hey", "ghz", "helm", "kubectl", "bats", "curl", "wrk"];
+/// Programs a `cmd` may run unless `-allowed-programs` says otherwise. Not curl: its `-d @file`
+/// and `-T file` would send any file the pod can read to any server a payload names.
+pub const DEFAULT_ALLOWED: [&str; 6] = ["hey", "ghz", "helm", "kubectl", "bats", "wrk"];
 
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
@@ -47,6 +50,21 @@ pub enum RunError {
     Load(#[from] LoadError),
     #[error("{limit} tasks are running already (-max-tasks); retry later")]
     Busy { limit: usize },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+}
+
+impl RunError {
+    /// The caller's mistake (400), rather than the task's failure (500).
+    pub fn is_invalid(&self) -> bool {
+        match self {
+            RunError::Invalid(_) | RunError::Load(LoadError::Limit(_)) => true,
+            RunError::Access(error) => !error.is_refusal(),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -60,6 +78,7 @@ pub struct Runner {
     /// Bounds the tasks running at once, so a flood of webhooks cannot exhaust the machine.
     slots: Arc<Semaphore>,
     limit: usize,
+    access: Arc<Access>,
 }
 
 /// Tasks running at once unless [`Runner::with_limit`] says otherwise.
@@ -75,7 +94,14 @@ impl Runner {
             path: None,
             slots: Arc::new(Semaphore::new(DEFAULT_MAX_TASKS)),
             limit: DEFAULT_MAX_TASKS,
+            access: Arc::default(),
         }
+    }
+
+    /// Where key files may be read from, and which hosts remote tests and loads may reach.
+    pub fn with_access(mut self, access: Access) -> Runner {
+        self.access = Arc::new(access);
+        self
     }
 
     pub fn with_limit(mut self, limit: usize) -> Runner {
@@ -101,6 +127,12 @@ impl Runner {
                 });
             }
         }
+        match &task {
+            Task::Load(spec) => self.access.check_url("metadata.url", &spec.url)?,
+            Task::NGrinder(test) => self.access.check_url("metadata.server", &test.server)?,
+            Task::Concord(process) => self.access.check_url("metadata.server", &process.server)?,
+            Task::Background { .. } | Task::Blocking { .. } => {}
+        }
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             return Err(RunError::Busy { limit: self.limit });
         };
@@ -112,52 +144,39 @@ impl Runner {
                     "{}/{}/ngrinder/{}/{}",
                     payload.namespace, payload.name, test.server, test.clone
                 );
-                if !self
-                    .running
-                    .lock()
-                    .map(|mut running| running.insert(key.clone()))
-                    .unwrap_or(false)
-                {
+                let Some(_claim) = self.claim(key) else {
                     return Ok(Outcome::AlreadyRunning);
-                }
-                let result = test.run(self.http(), self.timeout).await;
-                self.forget(&key);
-                Ok(remote_outcome(result))
+                };
+                Ok(remote_outcome(test.run(self.http(), self.timeout).await))
             }
-            Task::Concord(process) => Ok(remote_outcome(process.run(self.http()).await)),
+            Task::Concord(process) => {
+                let key = self.access.read_secret("metadata.apiKeyPath", &process.api_key_path)?;
+                Ok(remote_outcome(process.run(self.http(), key.trim()).await))
+            }
             Task::Background { program, args, command } => {
                 let key = format!("{}/{}/{command}", payload.namespace, payload.name);
-                let fresh = self
-                    .running
-                    .lock()
-                    .map(|mut running| running.insert(key.clone()))
-                    .unwrap_or(false);
-                if !fresh {
+                let Some(claim) = self.claim(key) else {
                     return Ok(Outcome::AlreadyRunning);
-                }
+                };
                 let child = match spawn(&program, &args, self.path.as_deref()) {
                     Ok(child) => child,
                     // No hey installed: its usual command lines run on the built-in generator.
                     Err(RunError::Spawn { source, .. })
                         if program == "hey" && source.kind() == std::io::ErrorKind::NotFound =>
                     {
-                        return self.hey_built_in(key, &args, command, slot);
+                        return self.hey_built_in(claim, &args, command, slot);
                     }
-                    Err(error) => {
-                        self.forget(&key);
-                        return Err(error);
-                    }
+                    Err(error) => return Err(error),
                 };
                 let runner = self.clone();
                 tokio::spawn(async move {
-                    let _slot = slot;
+                    let (_claim, _slot) = (claim, slot);
                     match runner.wait(&program, child).await {
                         Ok((success, output)) => {
                             tracing::info!(%command, success, output = %last_line(&output), "command finished")
                         }
                         Err(error) => tracing::warn!(%command, %error, "command failed"),
                     }
-                    runner.forget(&key);
                 });
                 Ok(Outcome::Started)
             }
@@ -171,27 +190,21 @@ impl Runner {
 
     fn hey_built_in(
         &self,
-        key: String,
+        claim: Claim,
         args: &[String],
         command: String,
         slot: OwnedSemaphorePermit,
     ) -> Result<Outcome, RunError> {
-        let Some(spec) = load::from_hey(args) else {
-            self.forget(&key);
-            let reason =
-                "hey is not installed and the built-in generator reads only -z, -q, -c, -m, -d, -H, -h2 and a URL";
-            return Err(RunError::Load(LoadError::Invalid(reason.into())));
-        };
-        let runner = self.clone();
+        let spec = load::from_hey(args).map_err(|error| RunError::Invalid(error.to_string()))?;
+        self.access.check_url("the hey URL", &spec.url)?;
         tokio::spawn(async move {
-            let _slot = slot;
+            let (_claim, _slot) = (claim, slot);
             match load::run(&spec).await {
                 Ok(report) => {
                     tracing::info!(%command, requests = report.requests, p99_ms = report.p99_ms, "built-in load finished")
                 }
                 Err(error) => tracing::warn!(%command, %error, "built-in load failed"),
             }
-            runner.forget(&key);
         });
         Ok(Outcome::Started)
     }
@@ -200,10 +213,26 @@ impl Runner {
         self.http.get_or_init(reqwest::Client::new)
     }
 
-    fn forget(&self, key: &str) {
-        if let Ok(mut running) = self.running.lock() {
-            running.remove(key);
-        }
+    /// Marks `key` as running; `None` when it already is. Dropping the claim frees the key,
+    /// however the task ends: finished, failed, panicked, or abandoned by its caller.
+    fn claim(&self, key: String) -> Option<Claim> {
+        let fresh = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.clone());
+        fresh.then(|| Claim {
+            running: self.running.clone(),
+            key,
+        })
+    }
+
+    /// Whether a task holds `key` (for tests and diagnostics).
+    pub fn is_running(&self, key: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(key)
     }
 
     /// Waits for the child with the timeout; kills its whole process group when it runs over.
@@ -238,6 +267,21 @@ impl Runner {
                 })
             }
         }
+    }
+}
+
+/// A running task's key in the runner's set, released on drop.
+struct Claim {
+    running: Arc<Mutex<BTreeSet<String>>>,
+    key: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
     }
 }
 
@@ -292,4 +336,33 @@ async fn read_bounded<R: AsyncRead + Unpin>(reader: Option<R>) -> String {
 
 fn last_line(output: &str) -> &str {
     output.trim_end().rsplit('\n').next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that panics, or whose caller goes away, still frees its key.
+    #[tokio::test]
+    async fn a_claim_is_freed_however_its_task_ends() {
+        let runner = Runner::new(Vec::new(), Duration::from_secs(1));
+        let claim = runner.claim("ns/web/hey".into()).expect("a fresh key");
+        assert!(runner.claim("ns/web/hey".into()).is_none(), "the key is held");
+        let panicked = tokio::spawn(async move {
+            let _claim = claim;
+            panic!("a task that panics");
+        })
+        .await;
+        assert!(panicked.is_err(), "the task panicked");
+        assert!(!runner.is_running("ns/web/hey"), "the key is freed by the panic");
+
+        let claim = runner.claim("ns/web/ngrinder".into()).expect("a fresh key");
+        let abandoned = tokio::spawn(async move {
+            let _claim = claim;
+            std::future::pending::<()>().await;
+        });
+        abandoned.abort();
+        let _ = abandoned.await;
+        assert!(!runner.is_running("ns/web/ngrinder"), "the key is freed when abandoned");
+    }
 }

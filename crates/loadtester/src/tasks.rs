@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::limits::{self, LimitError};
 use crate::load::LoadSpec;
 use crate::rest::{Concord, NGrinder};
 
@@ -55,6 +56,8 @@ pub enum TaskError {
     MissingCommand(String),
     #[error("metadata.cmd is not a valid command line: {0}")]
     Unparsable(String),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
 }
 
 impl Task {
@@ -126,53 +129,40 @@ pub fn parse(payload: &Payload) -> Result<Task, TaskError> {
 }
 
 /// `type: load` metadata: `url`, `method` (GET), `rate` (req/s, 0 = as fast as possible),
-/// `concurrency` (10), `duration` (`30s`, `1m`), `headers` (`Name: value` lines), `body`, `http2`.
+/// `concurrency` (10), `duration` (`30s`, `1m`), `headers` (`Name: value` lines), `body`, `http2`;
+/// each within the bounds of [`crate::limits`].
 fn load(metadata: &BTreeMap<String, String>) -> Result<LoadSpec, TaskError> {
-    let invalid = |key: &'static str, problem: &str| TaskError::InvalidLoad {
-        key,
-        problem: problem.to_string(),
-    };
-    let url = metadata
-        .get("url")
-        .cloned()
-        .ok_or_else(|| invalid("url", "is missing"))?;
-    let number = |key: &'static str, default: f64| match metadata.get(key) {
-        None => Ok(default),
-        Some(text) => text
-            .parse::<f64>()
-            .ok()
-            .filter(|n| *n >= 0.0)
-            .ok_or_else(|| invalid(key, "must be a number")),
-    };
-    let duration = metadata.get("duration").map(String::as_str).unwrap_or("30s");
-    let duration = crate::duration(duration).map_err(|problem| invalid("duration", &problem))?;
+    let url = metadata.get("url").cloned().ok_or_else(|| TaskError::InvalidLoad {
+        key: "url",
+        problem: "is missing".into(),
+    })?;
+    let field = |key: &str| format!("metadata.{key}");
+    let text = |key: &str, default: &'static str| metadata.get(key).map_or(default, String::as_str);
     let mut headers = Vec::new();
-    for line in metadata
-        .get("headers")
-        .map(String::as_str)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-    {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| invalid("headers", "must be lines of Name: value"))?;
+    for line in text("headers", "").lines().filter(|l| !l.trim().is_empty()) {
+        let (name, value) = line.split_once(':').ok_or_else(|| TaskError::InvalidLoad {
+            key: "headers",
+            problem: "must be lines of Name: value".into(),
+        })?;
         headers.push((name.trim().to_string(), value.trim().to_string()));
     }
-    Ok(LoadSpec {
+    let spec = LoadSpec {
         url,
-        method: metadata
-            .get("method")
-            .cloned()
-            .unwrap_or_else(|| "GET".into())
-            .to_uppercase(),
+        method: text("method", "GET").to_uppercase(),
         headers,
         body: metadata.get("body").cloned(),
-        rate: number("rate", 0.0)?,
-        concurrency: number("concurrency", 10.0)?.max(1.0) as usize,
-        duration,
+        rate: limits::rate(&field("rate"), text("rate", "0"))?,
+        concurrency: limits::count(
+            &field("concurrency"),
+            text("concurrency", "10"),
+            1,
+            limits::MAX_CONCURRENCY,
+        )?,
+        duration: limits::duration(&field("duration"), text("duration", "30s"), limits::MAX_DURATION)?,
         http2: metadata.get("http2").is_some_and(|v| v == "true"),
-    })
+    };
+    spec.check()?;
+    Ok(spec)
 }
 
 #[cfg(test)]

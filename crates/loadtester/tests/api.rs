@@ -4,6 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use kube::api::PostParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use regex::Regex;
 use serde_json::{Value, json};
 use serin_loadtester::gates::GateStore;
@@ -65,13 +70,13 @@ async fn slow_server() -> (String, tokio::task::JoinHandle<()>) {
     (url, held)
 }
 
+/// The default programs and curl, which the tests run against loopback servers.
+fn with_curl() -> Vec<String> {
+    DEFAULT_ALLOWED.iter().chain(&["curl"]).map(|p| p.to_string()).collect()
+}
+
 fn service(timeout: Duration) -> Service {
-    Service::new(
-        Runner::new(DEFAULT_ALLOWED.map(String::from), timeout),
-        GateStore::memory(),
-        None,
-        None,
-    )
+    Service::new(Runner::new(with_curl(), timeout), GateStore::memory(), None, None)
 }
 
 fn payload(namespace: &str, metadata: Value) -> Value {
@@ -263,10 +268,62 @@ async fn gates_kept_in_a_config_map_survive_a_restart() {
         "the opened gate is still open"
     );
     assert_eq!(
-        restarted.post("/rollback/check", canary).await.0,
+        restarted.post("/rollback/check", canary.clone()).await.0,
         403,
         "the closed one still closed"
     );
+
+    // Installed as Flagger's load tester is, without access to ConfigMaps: the gates are kept in
+    // memory, as Flagger keeps them, and /healthz says so instead of the calls failing.
+    let accounts = Api::<ServiceAccount>::namespaced(env.client(), &namespace);
+    let account: ServiceAccount =
+        serde_json::from_value(json!({ "metadata": { "name": "flagger-loadtester" } })).expect("a ServiceAccount");
+    accounts
+        .create(&PostParams::default(), &account)
+        .await
+        .expect("the ServiceAccount");
+    let request: TokenRequest =
+        serde_json::from_value(json!({ "spec": { "audiences": [], "expirationSeconds": 3600 } }))
+            .expect("a TokenRequest");
+    let token = accounts
+        .create_token_request("flagger-loadtester", &PostParams::default(), &request)
+        .await
+        .expect("a token")
+        .status
+        .and_then(|s| s.token)
+        .expect("the token");
+    let kubeconfig = Kubeconfig::read_from(env.kubeconfig()).expect("the test kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a client configuration");
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    let unprivileged = kube::Client::try_from(config).expect("a client");
+    let store = GateStore::config_map_if_allowed(unprivileged, &namespace, "serin-loadtester-gates").await;
+    assert!(
+        store.fallback().is_some_and(|why| why.contains("may not be read")),
+        "{:?}",
+        store.fallback()
+    );
+    let in_memory = LoadTester::start(Service::new(Runner::new([], Duration::from_secs(1)), store, None, None)).await;
+    let health = in_memory
+        .client
+        .get(format!("{}/healthz", in_memory.url))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+    let said = health.text().await.unwrap_or_default();
+    assert!(said.starts_with("OK; gates are kept in memory"), "{said}");
+    assert_eq!(
+        in_memory.post("/gate/check", canary.clone()).await.0,
+        403,
+        "closed at first"
+    );
+    assert_eq!(in_memory.post("/gate/open", canary.clone()).await.0, 202);
+    assert_eq!(in_memory.post("/gate/check", canary).await.0, 200, "opened in memory");
     env.teardown().await;
 }
 
@@ -299,7 +356,7 @@ async fn bats_acceptance_tests_pass_or_fail_the_webhook() {
 #[tokio::test]
 async fn tasks_beyond_the_limit_are_turned_away() {
     let (slow_url, held) = slow_server().await;
-    let runner = Runner::new(DEFAULT_ALLOWED.map(String::from), Duration::from_secs(2)).with_limit(1);
+    let runner = Runner::new(with_curl(), Duration::from_secs(2)).with_limit(1);
     let tester = LoadTester::start(Service::new(runner, GateStore::memory(), None, None)).await;
     let first = json!({ "cmd": format!("curl -s --max-time 60 {slow_url}a") });
     let second = json!({ "cmd": format!("curl -s --max-time 60 {slow_url}b") });
@@ -339,4 +396,100 @@ async fn the_timeout_kills_the_whole_process_group() {
     let alive = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()))
         .is_ok_and(|status| !status.lines().any(|l| l.starts_with("State:") && l.contains('Z')));
     assert!(!alive, "the background sleep {} outlived the timeout", pid.trim());
+}
+
+/// Durations, rates and concurrencies an attacker or a typo would send: each is refused with 400
+/// naming the field and the limit, nothing panics, and nothing is left marked as running (the
+/// same command is refused again rather than answered "already running").
+#[tokio::test]
+async fn hostile_numbers_are_refused_with_the_field_and_the_limit() {
+    let empty = tempfile::tempdir().expect("a directory");
+    let runner = Runner::new(DEFAULT_ALLOWED.map(String::from), Duration::from_secs(10))
+        .with_path(empty.path().display().to_string());
+    let tester = LoadTester::start(Service::new(runner, GateStore::memory(), None, None)).await;
+    let load = |extra: Value| {
+        let mut metadata = json!({ "type": "load", "url": "http://127.0.0.1:9/" });
+        if let (Some(metadata), Some(extra)) = (metadata.as_object_mut(), extra.as_object()) {
+            metadata.extend(extra.clone());
+        }
+        payload("test", metadata)
+    };
+    let cases = [
+        (
+            load(json!({ "duration": "18446744073709551615s" })),
+            "metadata.duration \"18446744073709551615s\" is not a positive duration",
+        ),
+        (
+            load(json!({ "duration": "999999h" })),
+            "metadata.duration \"999999h\" is out of bounds: at most 24h0m0s",
+        ),
+        (
+            load(json!({ "rate": "1e-300" })),
+            "metadata.rate \"1e-300\" is out of bounds",
+        ),
+        (load(json!({ "rate": "inf" })), "metadata.rate \"inf\" is not a number"),
+        (
+            load(json!({ "concurrency": "1e19" })),
+            "metadata.concurrency \"1e19\" is not a whole number",
+        ),
+        (
+            load(json!({ "concurrency": "100000" })),
+            "metadata.concurrency \"100000\" is out of bounds: from 1 to 10000",
+        ),
+        (
+            payload(
+                "test",
+                json!({ "cmd": "hey -z 18446744073709551615s -c 1 http://127.0.0.1:9/" }),
+            ),
+            "hey -z \"18446744073709551615s\" is not a positive duration",
+        ),
+        (
+            payload(
+                "test",
+                json!({ "cmd": "hey -z 1m -q 1000 -c 5000 http://127.0.0.1:9/" }),
+            ),
+            "rate \"5000000\" is out of bounds",
+        ),
+        (
+            payload(
+                "test",
+                json!({ "type": "ngrinder", "server": "http://127.0.0.1:9", "clone": "1",
+                "username": "u", "passwd": "cA==", "pollInterval": "99999h" }),
+            ),
+            "metadata.pollInterval \"99999h\" is out of bounds: at most 1h0m0s",
+        ),
+    ];
+    for (body, expected) in cases {
+        for attempt in 0..2 {
+            let (status, answer) = tester.post("/", body.clone()).await;
+            assert_eq!(status, 400, "attempt {attempt} of {body}: {answer}");
+            assert!(
+                answer.contains(expected),
+                "attempt {attempt}: {answer:?} should say {expected:?}"
+            );
+        }
+    }
+}
+
+/// The namespace filter holds for every task type, not only commands.
+#[tokio::test]
+async fn every_task_type_is_held_to_the_namespace_regexp() {
+    let runner = Runner::new(DEFAULT_ALLOWED.map(String::from), Duration::from_secs(10));
+    let regexp = Regex::new("^team-").expect("regexp");
+    let tester = LoadTester::start(Service::new(runner, GateStore::memory(), None, Some(regexp))).await;
+    for metadata in [
+        json!({ "cmd": "hey -z 1s http://127.0.0.1:9/" }),
+        json!({ "type": "bash", "cmd": "true" }),
+        json!({ "type": "load", "url": "http://127.0.0.1:9/" }),
+        json!({ "type": "ngrinder", "server": "http://127.0.0.1:9", "clone": "1", "username": "u", "passwd": "cA==" }),
+        json!({ "type": "concord", "server": "http://127.0.0.1:9", "org": "o", "project": "p", "repo": "r",
+            "entrypoint": "e", "endpoint": "x", "apiKeyPath": "key" }),
+    ] {
+        let (status, body) = tester.post("/", payload("prod", metadata.clone())).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (403, "namespace prod does not match -namespace-regexp ^team-"),
+            "{metadata}"
+        );
+    }
 }

@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
+use serin_loadtester::access::Access;
 use serin_loadtester::gates::GateStore;
 use serin_loadtester::runner::Runner;
 use serin_loadtester::{Service, router};
@@ -137,9 +138,13 @@ async fn concord(final_status: &str) -> (String, Shared) {
 }
 
 async fn load_tester() -> String {
+    load_tester_with(Access::default()).await
+}
+
+async fn load_tester_with(access: Access) -> String {
     serin_testenv::install_crypto_provider();
     let service = Service::new(
-        Runner::new(Vec::new(), Duration::from_secs(30)),
+        Runner::new(Vec::new(), Duration::from_secs(30)).with_access(access),
         GateStore::memory(),
         None,
         None,
@@ -188,9 +193,10 @@ async fn ngrinder_tests_are_cloned_started_and_polled_to_their_end() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concord_processes_are_started_and_polled_to_their_end() {
-    let tester = load_tester().await;
-    let key = tempfile::NamedTempFile::new().expect("key file");
-    std::fs::write(key.path(), "concord-key\n").expect("write key");
+    let secrets = tempfile::tempdir().expect("-secrets-dir");
+    std::fs::write(secrets.path().join("concord"), "concord-key\n").expect("write key");
+    std::fs::write(secrets.path().join("wrong"), "other-key").expect("write key");
+    let tester = load_tester_with(Access::new(Some(secrets.path().to_path_buf()), None)).await;
     let task = |server: &str, key_path: &str| {
         json!({
             "type": "concord", "server": server, "org": "ops", "project": "canary", "repo": "tests",
@@ -199,7 +205,7 @@ async fn concord_processes_are_started_and_polled_to_their_end() {
         })
     };
     let (server, fake) = concord("FINISHED").await;
-    let (status, body) = post_task(&tester, task(&server, &key.path().display().to_string())).await;
+    let (status, body) = post_task(&tester, task(&server, "concord")).await;
     assert_eq!((status, body.as_str()), (200, "the test finished"));
     assert_eq!(
         fake.lock().expect("fake").calls,
@@ -208,13 +214,12 @@ async fn concord_processes_are_started_and_polled_to_their_end() {
     );
 
     let (server, _) = concord("FAILED").await;
-    let (status, body) = post_task(&tester, task(&server, &key.path().display().to_string())).await;
+    let absolute = secrets.path().join("concord").display().to_string();
+    let (status, body) = post_task(&tester, task(&server, &absolute)).await;
     assert_eq!((status, body.as_str()), (500, "the test ended FAILED"));
 
-    let wrong = tempfile::NamedTempFile::new().expect("key file");
-    std::fs::write(wrong.path(), "other-key").expect("write key");
     let (server, _) = concord("FINISHED").await;
-    let (status, body) = post_task(&tester, task(&server, &wrong.path().display().to_string())).await;
+    let (status, body) = post_task(&tester, task(&server, "wrong")).await;
     assert_eq!(status, 500);
     assert!(body.contains("invalid API key"), "{body}");
 
@@ -225,4 +230,53 @@ async fn concord_processes_are_started_and_polled_to_their_end() {
         (status, body.as_str()),
         (400, "metadata.arguments.endpoint cannot be set; set metadata.endpoint")
     );
+}
+
+/// A payload cannot make the load tester send a file it can read (the ServiceAccount token, a
+/// file outside -secrets-dir) to a server it names, nor reach a host off -allowed-hosts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payload_cannot_send_files_out_or_reach_hosts_off_the_list() {
+    let root = tempfile::tempdir().expect("a directory");
+    let secrets = root.path().join("secrets");
+    std::fs::create_dir(&secrets).expect("-secrets-dir");
+    std::fs::write(root.path().join("token"), "service-account-token").expect("a file outside");
+    let (server, fake) = concord("FINISHED").await;
+    let concord_task = |key_path: &str| {
+        json!({
+            "type": "concord", "server": server, "org": "ops", "project": "canary", "repo": "tests",
+            "entrypoint": "load", "endpoint": "http://podinfo-canary", "apiKeyPath": key_path,
+            "pollInterval": "1", "pollTimeout": "10"
+        })
+    };
+    let outside = root.path().join("token").display().to_string();
+    let unset = load_tester().await;
+    let (status, body) = post_task(&unset, concord_task(&outside)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("-secrets-dir, which is not set"), "{body}");
+
+    let tester = load_tester_with(Access::new(Some(secrets), Some(vec!["127.0.0.1".into()]))).await;
+    for key_path in [
+        outside.as_str(),
+        "../token",
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    ] {
+        let (status, body) = post_task(&tester, concord_task(key_path)).await;
+        assert_eq!(status, 403, "{key_path}: {body}");
+        assert!(body.contains("is outside -secrets-dir"), "{body}");
+    }
+    assert!(
+        fake.lock().expect("fake").calls.is_empty(),
+        "nothing was sent to the server"
+    );
+
+    for task in [
+        json!({ "type": "load", "url": "http://podinfo-canary.test/", "duration": "1s" }),
+        json!({ "type": "ngrinder", "server": "http://ngrinder.elsewhere:8080", "clone": "1", "username": "u", "passwd": "cA==" }),
+        json!({ "type": "concord", "server": "http://concord.elsewhere", "org": "o", "project": "p", "repo": "r",
+            "entrypoint": "e", "endpoint": "x", "apiKeyPath": "key" }),
+    ] {
+        let (status, body) = post_task(&tester, task.clone()).await;
+        assert_eq!(status, 403, "{task}: {body}");
+        assert!(body.contains("is not in -allowed-hosts (127.0.0.1)"), "{body}");
+    }
 }
