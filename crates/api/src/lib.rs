@@ -8,10 +8,12 @@ pub mod crd;
 pub mod duration;
 pub mod metric_template;
 pub mod service;
+pub mod webhook;
 
 pub use alert_provider::{AlertProvider, AlertProviderSpec};
 pub use canary::{Canary, CanarySpec, CanaryStatus, Phase};
 pub use metric_template::{MetricTemplate, MetricTemplateSpec};
+pub use webhook::WebhookPayload;
 
 /// An enum value as manifests write it (`gatewayapi:v1`, `prometheus`), for messages.
 pub fn wire_name<T: serde::Serialize + std::fmt::Debug>(value: &T) -> String {

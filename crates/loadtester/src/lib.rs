@@ -10,6 +10,7 @@ pub mod load;
 pub mod metrics;
 pub mod rest;
 pub mod runner;
+pub mod shell;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
+use base64::Engine;
 use regex::Regex;
 
 use crate::gates::{Gate, GateStore};
@@ -84,16 +86,31 @@ enum GateAction {
     Close,
 }
 
+/// The token as `Authorization: Bearer <token>`, or as HTTP basic credentials (user or password),
+/// which is how a Canary's webhook carries it: in its URL, `http://<token>@flagger-loadtester/`.
 fn authorized(service: &Service, headers: &HeaderMap) -> Result<(), Reply> {
     let Some(token) = &service.token else { return Ok(()) };
-    let given = headers
+    let header = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token.as_str()) {
+        .unwrap_or_default();
+    let bearer = header.strip_prefix("Bearer ").is_some_and(|given| given == token);
+    let basic = header
+        .strip_prefix("Basic ")
+        .and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok())
+        .and_then(|decoded| String::from_utf8(decoded).ok())
+        .is_some_and(|credentials| match credentials.split_once(':') {
+            Some((user, "")) => user == token,
+            Some((_, password)) => password == token,
+            None => false,
+        });
+    if bearer || basic {
         Ok(())
     } else {
-        Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()))
+        Err((
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: send it as a bearer token, or in the webhook URL as http://<token>@host/".into(),
+        ))
     }
 }
 
@@ -211,7 +228,7 @@ async fn task(State(service): State<Arc<Service>>, headers: HeaderMap, body: Byt
             )
         }
         Err(error) if error.is_invalid() => ("invalid", (StatusCode::BAD_REQUEST, error.to_string())),
-        Err(error @ (RunError::NotAllowed { .. } | RunError::Access(_))) => {
+        Err(error @ (RunError::NotAllowed { .. } | RunError::Access(_) | RunError::Script(_))) => {
             ("refused", (StatusCode::FORBIDDEN, error.to_string()))
         }
         Err(error @ RunError::Busy { .. }) => ("busy", (StatusCode::TOO_MANY_REQUESTS, error.to_string())),

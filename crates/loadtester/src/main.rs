@@ -8,6 +8,7 @@ use regex::Regex;
 use serin_loadtester::access::Access;
 use serin_loadtester::gates::GateStore;
 use serin_loadtester::runner::{DEFAULT_ALLOWED, Runner};
+use serin_loadtester::shell::DEFAULT_SCRIPT_PROGRAMS;
 use serin_loadtester::{Service, router};
 
 /// Flagger's load tester flags (one dash or two), plus serin's safety flags.
@@ -31,6 +32,10 @@ struct Args {
     /// Programs tasks may run, comma-separated (`bash` must be listed for `type: bash`).
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_ALLOWED.map(String::from))]
     allowed_programs: Vec<String>,
+    /// Programs shell scripts (`type: bash`, a `cmd` with pipes) may run besides
+    /// -allowed-programs, comma-separated; scripts are screened unless their shell is allowed.
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_SCRIPT_PROGRAMS.map(String::from))]
+    script_programs: Vec<String>,
     /// Tasks running at once; more get 429.
     #[arg(long, default_value_t = serin_loadtester::runner::DEFAULT_MAX_TASKS)]
     max_tasks: usize,
@@ -77,6 +82,7 @@ async fn main() -> ExitCode {
     let service = Service::new(
         Runner::new(args.allowed_programs, args.timeout)
             .with_limit(args.max_tasks)
+            .with_script_programs(args.script_programs)
             .with_access(Access::new(args.secrets_dir, args.allowed_hosts)),
         gates,
         args.token,

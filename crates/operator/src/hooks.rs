@@ -1,12 +1,10 @@
 //! Webhooks: the calls a Canary's `analysis.webhooks` ask for, with Flagger's payload and rules
 //! (HTTP 200–202 passes; any other status, a timeout or a connection error fails).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
 use serin_api::canary::{CanaryWebhook, HookType};
-use serin_api::{Canary, CanaryStatus};
+use serin_api::{Canary, CanaryStatus, WebhookPayload};
 
 use serin_metrics::HttpClients;
 
@@ -15,17 +13,6 @@ use crate::telemetry::Telemetry;
 /// Response bodies longer than this are cut in messages and Events.
 const BODY_LIMIT: usize = 512;
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
-
-#[derive(Serialize)]
-pub struct Payload<'a> {
-    pub name: &'a str,
-    pub namespace: &'a str,
-    pub phase: &'a str,
-    pub checksum: &'a str,
-    /// Left out when empty, as Flagger's `omitempty` does (conformance: webhook payloads).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub metadata: BTreeMap<String, String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
@@ -85,11 +72,11 @@ pub async fn call_all(
     let mut answers = Answers::default();
     let hooks = canary.spec.analysis().and_then(|a| a.webhooks.as_ref());
     for hook in hooks.into_iter().flatten().filter(|h| h.kind() == kind) {
-        let payload = Payload {
-            name: canary.metadata.name.as_deref().unwrap_or_default(),
-            namespace,
-            phase,
-            checksum,
+        let payload = WebhookPayload {
+            name: canary.metadata.name.clone().unwrap_or_default(),
+            namespace: namespace.to_string(),
+            phase: phase.to_string(),
+            checksum: checksum.to_string(),
             metadata: hook.metadata.clone().unwrap_or_default(),
         };
         match call(http, telemetry, hook, &payload).await {
@@ -111,7 +98,7 @@ pub async fn call(
     http: &HttpClients,
     telemetry: &Telemetry,
     hook: &CanaryWebhook,
-    payload: &Payload<'_>,
+    payload: &WebhookPayload,
 ) -> Result<(), HookError> {
     let started = std::time::Instant::now();
     let result = call_with_retries(http, hook, payload).await;
@@ -120,7 +107,11 @@ pub async fn call(
     result
 }
 
-async fn call_with_retries(http: &HttpClients, hook: &CanaryWebhook, payload: &Payload<'_>) -> Result<(), HookError> {
+async fn call_with_retries(
+    http: &HttpClients,
+    hook: &CanaryWebhook,
+    payload: &WebhookPayload,
+) -> Result<(), HookError> {
     let timeout = hook.timeout().map_err(|error| HookError::InvalidTimeout {
         name: hook.name.clone(),
         reason: error.to_string(),
@@ -143,7 +134,7 @@ async fn call_with_retries(http: &HttpClients, hook: &CanaryWebhook, payload: &P
 async fn call_once(
     client: &reqwest::Client,
     hook: &CanaryWebhook,
-    payload: &Payload<'_>,
+    payload: &WebhookPayload,
     timeout: Duration,
 ) -> Result<(), HookError> {
     let name = || hook.name.clone();
@@ -209,13 +200,13 @@ mod tests {
         Telemetry::new("kubernetes", vec![kube::runtime::reflector::store::<Canary>().0])
     }
 
-    fn payload() -> Payload<'static> {
-        Payload {
-            name: "web",
-            namespace: "test",
-            phase: "Progressing",
-            checksum: "s1-0",
-            metadata: BTreeMap::new(),
+    fn payload() -> WebhookPayload {
+        WebhookPayload {
+            name: "web".into(),
+            namespace: "test".into(),
+            phase: "Progressing".into(),
+            checksum: "s1-0".into(),
+            metadata: Default::default(),
         }
     }
 

@@ -11,13 +11,13 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use serin_api::canary::{CanaryWebhook, HookType};
-use serin_api::{Canary, CanaryStatus};
+use serin_api::{Canary, CanaryStatus, WebhookPayload};
 use serin_core::warnings::{self, MissingTemplate};
 
 use crate::Error;
 use crate::apply::FIELD_MANAGER;
 use crate::context::Context;
-use crate::hooks::{self, Payload};
+use crate::hooks;
 
 pub struct Note<'a> {
     pub type_: EventType,
@@ -218,11 +218,11 @@ fn notify_event_hooks(context: &Context, canary: &Canary, type_: EventType, mess
             metadata.insert("eventMessage".into(), message.clone());
             metadata.insert("eventType".into(), event_type.into());
             metadata.insert("timestamp".into(), timestamp.clone());
-            let payload = Payload {
-                name: &name,
-                namespace: &namespace,
-                phase: status.phase.unwrap_or_default().as_str(),
-                checksum: &checksum,
+            let payload = WebhookPayload {
+                name: name.clone(),
+                namespace: namespace.clone(),
+                phase: status.phase.unwrap_or_default().as_str().to_string(),
+                checksum: checksum.clone(),
                 metadata,
             };
             if let Err(error) = hooks::call(&http, &telemetry, &hook, &payload).await {

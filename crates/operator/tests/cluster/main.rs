@@ -11,6 +11,7 @@ mod gloo;
 mod initialization;
 mod istio;
 mod lifecycle;
+mod loadtester;
 mod nginx;
 mod robustness;
 mod smi;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         gates::a_new_revision_mid_analysis_restarts_it,
         gates::skip_analysis_promotes_without_checks,
         gates::a_suspended_canary_ignores_new_revisions_until_resumed,
+        loadtester::the_load_tester_holds_the_gate_runs_load_and_rolls_back,
         configs::a_config_change_is_a_new_revision_copied_to_the_primary,
         lifecycle::revert_on_deletion_gives_the_target_back,
         lifecycle::an_hpa_is_copied_for_the_primary_and_kept_in_sync,
