@@ -88,6 +88,19 @@ prepare_helm() {
   echo "$SERIN_HELM"
 }
 
+# cargo-fuzz from crates.io, installed once into the cache (exported as SERIN_CARGO_FUZZ).
+CARGO_FUZZ_VERSION=0.13.2
+prepare_cargo_fuzz() {
+  local root="${SERIN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/serin}/cargo-fuzz-$CARGO_FUZZ_VERSION"
+  if [[ ! -x "$root/bin/cargo-fuzz" ]]; then
+    echo "installing cargo-fuzz $CARGO_FUZZ_VERSION into $root"
+    cargo install --quiet --locked --version "$CARGO_FUZZ_VERSION" --root "$root" cargo-fuzz \
+      || fail "cargo install cargo-fuzz $CARGO_FUZZ_VERSION failed (it comes from crates.io)"
+  fi
+  SERIN_CARGO_FUZZ="$root/bin/cargo-fuzz"
+  export SERIN_CARGO_FUZZ
+}
+
 # Flagger, the conformance suite's oracle, built from its Go module (exported as SERIN_FLAGGER_DIR).
 prepare_flagger() {
   stage "building Flagger $(awk '$1 == "github.com/fluxcd/flagger" { print $2 }' hack/upstream/flagger/go.mod) (cached for later runs)"

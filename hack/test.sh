@@ -36,6 +36,15 @@ cargo test --workspace --locked --no-run
 stage "cargo test (unit, component and cluster tests)"
 cargo test --workspace --locked
 
+# The load tester's payload parsers under libFuzzer (cargo fuzz, on the stable toolchain without
+# a sanitizer: the code is safe Rust, what is sought is a panic), for a fixed time, in the dev
+# profile so that arithmetic overflows panic too. A panic fails the run and leaves the input in
+# crates/loadtester/fuzz/artifacts.
+stage "fuzzing the load tester's payload parsers (${SERIN_FUZZ_SECONDS:-60} s)"
+prepare_cargo_fuzz
+(cd crates/loadtester/fuzz && "$SERIN_CARGO_FUZZ" fuzz run payload --dev --sanitizer none -- \
+  -max_total_time="${SERIN_FUZZ_SECONDS:-60}" -print_final_stats=1)
+
 # What the Dockerfile builds: glibc linked statically, without the demo.
 stage "release build of the static production binary (as the Dockerfile does)"
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --no-default-features \

@@ -1,14 +1,20 @@
 //! The built-in load generator: HTTP requests at a fixed rate (open loop) or as fast as the
 //! workers go, with latency measured from each request's intended send time, so a slow server
-//! cannot hide its latency by slowing the generator down.
+//! cannot hide its latency by slowing the generator down. Each worker keeps one connection
+//! (hyper's connection-level HTTP/1.1 client) and sends the request prepared once; `https` and
+//! HTTP/2 loads go through reqwest.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use tokio::sync::{Mutex, Semaphore};
 
 use crate::limits::{self, LimitError};
 
@@ -75,39 +81,110 @@ impl LoadSpec {
     }
 }
 
+/// The answers of one worker or of all: latencies (counts in u32: ~74 KiB a worker at three
+/// significant digits, half of u64's) and answers by status.
 struct Tally {
-    histogram: Histogram<u64>,
-    responses: BTreeMap<String, u64>,
+    histogram: Histogram<u32>,
+    statuses: BTreeMap<u16, u64>,
+    errors: u64,
+}
+
+impl Tally {
+    fn new(bounds: &Histogram<u32>) -> Tally {
+        Tally {
+            histogram: Histogram::new_from(bounds),
+            statuses: BTreeMap::new(),
+            errors: 0,
+        }
+    }
+
+    fn record(&mut self, since: Instant, answer: Option<u16>) {
+        let micros = u64::try_from(since.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .min(60_000_000);
+        let _ = self.histogram.record(micros.max(1));
+        match answer {
+            Some(status) => *self.statuses.entry(status).or_insert(0) += 1,
+            None => self.errors += 1,
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        let _ = self.histogram.add(&other.histogram);
+        for (status, count) in other.statuses {
+            *self.statuses.entry(status).or_insert(0) += count;
+        }
+        self.errors += other.errors;
+    }
+
+    fn responses(&self) -> BTreeMap<String, u64> {
+        let mut responses: BTreeMap<String, u64> = self
+            .statuses
+            .iter()
+            .map(|(status, count)| (status.to_string(), *count))
+            .collect();
+        if self.errors > 0 {
+            responses.insert("error".into(), self.errors);
+        }
+        responses
+    }
 }
 
 pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
     spec.check()?;
-    let method = reqwest::Method::from_bytes(spec.method.as_bytes())
-        .map_err(|_| LoadError::Invalid(format!("method {:?}", spec.method)))?;
-    let mut builder = reqwest::Client::builder().pool_max_idle_per_host(spec.concurrency);
-    if spec.http2 {
-        builder = builder.http2_prior_knowledge();
-    }
-    let client = builder.build().map_err(|e| LoadError::Invalid(e.to_string()))?;
-    let histogram = Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| LoadError::Invalid(e.to_string()))?;
+    let target = Arc::new(Target::new(spec)?);
+    let bounds = Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| LoadError::Invalid(e.to_string()))?;
     let started = Instant::now();
     let deadline = started
         .checked_add(spec.duration)
         .ok_or_else(|| LoadError::Invalid(format!("duration {:?} is too long", spec.duration)))?;
-    let request = Arc::new(Template {
-        client,
-        method,
-        spec: spec.clone(),
-    });
-    let tally = if spec.rate > 0.0 {
-        open_loop(&request, histogram, started, deadline).await
-    } else {
-        closed_loop(&request, histogram, deadline).await
-    };
-    let quantile = |q: f64| tally.histogram.value_at_quantile(q) as f64 / 1000.0;
+    let rate = spec.rate;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..spec.concurrency {
+        let (target, next) = (target.clone(), next.clone());
+        let mut tally = Tally::new(&bounds);
+        workers.spawn(async move {
+            let mut connection = Connection::default();
+            loop {
+                // At a rate, request i is due at start + i / rate and its latency counts from
+                // then (open loop); without one, each worker sends as soon as it has an answer.
+                let sent = if rate > 0.0 {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let due = Duration::try_from_secs_f64(index as f64 / rate)
+                        .ok()
+                        .and_then(|offset| started.checked_add(offset));
+                    let Some(due) = due.filter(|due| *due < deadline) else {
+                        break;
+                    };
+                    if due > Instant::now() {
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    due
+                } else {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    now
+                };
+                let answer = connection.send(&target).await;
+                tally.record(sent, answer);
+            }
+            tally
+        });
+    }
+    let mut total = Tally::new(&bounds);
+    while let Some(worker) = workers.join_next().await {
+        if let Ok(tally) = worker {
+            total.merge(tally);
+        }
+    }
+    let quantile = |q: f64| total.histogram.value_at_quantile(q) as f64 / 1000.0;
+    let responses = total.responses();
     Ok(LoadReport {
-        requests: tally.responses.values().sum(),
-        responses: tally.responses.clone(),
+        requests: responses.values().sum(),
+        responses,
         p50_ms: quantile(0.5),
         p90_ms: quantile(0.9),
         p99_ms: quantile(0.99),
@@ -115,121 +192,132 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LoadError> {
     })
 }
 
-struct Template {
-    client: reqwest::Client,
-    method: reqwest::Method,
-    spec: LoadSpec,
+/// What every request of a load is, prepared once.
+struct Target {
+    method: http::Method,
+    /// The request target (`/path?query`) sent on a plain connection.
+    path: http::Uri,
+    /// Host and port to connect to.
+    address: (String, u16),
+    /// The load's headers, `Host` included.
+    headers: http::HeaderMap,
+    body: Bytes,
+    /// For `https` and HTTP/2 loads, reqwest's pooled client; plain HTTP/1.1 goes over hyper's
+    /// connection-level client, one connection per worker, without a pool to consult.
+    pooled: Option<(reqwest::Client, reqwest::Url)>,
 }
 
-impl Template {
-    /// Sends one request; the answer's status, or `error`.
-    async fn send(&self) -> String {
-        let mut request = self.client.request(self.method.clone(), &self.spec.url);
-        for (name, value) in &self.spec.headers {
-            request = request.header(name, value);
+impl Target {
+    fn new(spec: &LoadSpec) -> Result<Target, LoadError> {
+        let invalid = |what: String| LoadError::Invalid(what);
+        let method = http::Method::from_bytes(spec.method.as_bytes())
+            .map_err(|_| invalid(format!("method {:?}", spec.method)))?;
+        let url = reqwest::Url::parse(&spec.url).map_err(|e| invalid(format!("url {:?}: {e}", spec.url)))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| invalid(format!("url {:?} has no host", spec.url)))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| invalid(format!("url {:?} has no port", spec.url)))?;
+        let mut headers = http::HeaderMap::new();
+        let authority = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        headers.insert(
+            http::header::HOST,
+            http::HeaderValue::from_str(&authority).map_err(|e| invalid(format!("host {authority:?}: {e}")))?,
+        );
+        for (name, value) in &spec.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| invalid(format!("header name {name:?}: {e}")))?;
+            let value = http::HeaderValue::from_str(value).map_err(|e| invalid(format!("header {name}: {e}")))?;
+            headers.insert(name, value);
         }
-        if let Some(body) = &self.spec.body {
-            request = request.body(body.clone());
+        let path: http::Uri = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_string(),
         }
-        match request.send().await {
-            Ok(response) => {
-                let status = response.status().as_u16().to_string();
-                let _ = response.bytes().await;
-                status
+        .parse()
+        .map_err(|e| invalid(format!("url {:?}: {e}", spec.url)))?;
+        let pooled = if url.scheme() == "http" && !spec.http2 {
+            None
+        } else {
+            let mut builder = reqwest::Client::builder().pool_max_idle_per_host(spec.concurrency);
+            if spec.http2 {
+                builder = builder.http2_prior_knowledge();
             }
-            Err(_) => "error".to_string(),
-        }
+            Some((builder.build().map_err(|e| invalid(e.to_string()))?, url))
+        };
+        Ok(Target {
+            method,
+            path,
+            address: (host, port),
+            headers,
+            body: Bytes::from(spec.body.clone().unwrap_or_default()),
+            pooled,
+        })
     }
 }
 
-impl Tally {
-    fn record(&mut self, since: Instant, outcome: String) {
-        let micros = since.elapsed().as_micros().min(60_000_000) as u64;
-        let _ = self.histogram.record(micros.max(1));
-        *self.responses.entry(outcome).or_insert(0) += 1;
-    }
-
-    fn merge(&mut self, other: Tally) {
-        let _ = self.histogram.add(&other.histogram);
-        for (outcome, count) in other.responses {
-            *self.responses.entry(outcome).or_insert(0) += count;
-        }
-    }
+/// A worker's connection: opened on first use and again after an error.
+#[derive(Default)]
+struct Connection {
+    sender: Option<SendRequest<Full<Bytes>>>,
 }
 
-/// At the fixed rate: request i is due at start + i / rate and its latency counts from then;
-/// `concurrency` bounds the requests in flight.
-async fn open_loop(request: &Arc<Template>, histogram: Histogram<u64>, started: Instant, deadline: Instant) -> Tally {
-    let empty = Histogram::new_from(&histogram);
-    let tally = Arc::new(Mutex::new(Tally {
-        histogram,
-        responses: BTreeMap::new(),
-    }));
-    let permits = Arc::new(Semaphore::new(request.spec.concurrency));
-    let mut sent = 0u64;
-    let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        let due = Duration::try_from_secs_f64(sent as f64 / request.spec.rate)
-            .ok()
-            .and_then(|offset| started.checked_add(offset));
-        let Some(intended) = due.filter(|due| *due < deadline) else {
-            break;
-        };
-        // Timers have a millisecond's granularity: sleep only when the request is not due yet.
-        if intended > Instant::now() {
-            tokio::time::sleep_until(intended.into()).await;
+impl Connection {
+    /// Sends one request; the answer's status, `None` for no answer.
+    async fn send(&mut self, target: &Target) -> Option<u16> {
+        if let Some((client, url)) = &target.pooled {
+            let request = client
+                .request(target.method.clone(), url.clone())
+                .headers(target.headers.clone())
+                .body(target.body.clone());
+            let response = request.send().await.ok()?;
+            let status = response.status().as_u16();
+            let _ = response.bytes().await;
+            return Some(status);
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
+        if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
+            self.sender = connect(&target.address).await;
+        }
+        let sender = self.sender.as_mut()?;
+        if sender.ready().await.is_err() {
+            self.sender = None;
+            return None;
+        }
+        let mut request = http::Request::new(Full::new(target.body.clone()));
+        *request.method_mut() = target.method.clone();
+        *request.uri_mut() = target.path.clone();
+        *request.headers_mut() = target.headers.clone();
+        let Ok(response) = sender.send_request(request).await else {
+            self.sender = None;
+            return None;
         };
-        sent += 1;
-        let (request, tally) = (request.clone(), tally.clone());
-        tasks.spawn(async move {
-            let outcome = request.send().await;
-            tally.lock().await.record(intended, outcome);
-            drop(permit);
-        });
-        while tasks.try_join_next().is_some() {}
-    }
-    while tasks.join_next().await.is_some() {}
-    let mut tally = tally.lock().await;
-    std::mem::replace(
-        &mut *tally,
-        Tally {
-            histogram: empty,
-            responses: BTreeMap::new(),
-        },
-    )
-}
-
-/// As fast as possible: `concurrency` workers, each with its own tally, merged at the end.
-async fn closed_loop(request: &Arc<Template>, histogram: Histogram<u64>, deadline: Instant) -> Tally {
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..request.spec.concurrency {
-        let request = request.clone();
-        let mut tally = Tally {
-            histogram: Histogram::new_from(&histogram),
-            responses: BTreeMap::new(),
-        };
-        workers.spawn(async move {
-            while Instant::now() < deadline {
-                let sent = Instant::now();
-                let outcome = request.send().await;
-                tally.record(sent, outcome);
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                self.sender = None;
+                return None;
             }
-            tally
-        });
-    }
-    let mut total = Tally {
-        histogram,
-        responses: BTreeMap::new(),
-    };
-    while let Some(worker) = workers.join_next().await {
-        if let Ok(tally) = worker {
-            total.merge(tally);
         }
+        Some(status)
     }
-    total
+}
+
+async fn connect(address: &(String, u16)) -> Option<SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect((address.0.as_str(), address.1))
+        .await
+        .ok()?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+    tokio::spawn(connection);
+    Some(sender)
 }
 
 /// Reads a `hey` command line (`hey -z 1m -q 10 -c 2 [-m POST] [-d BODY] [-H header] [-h2] URL`)
