@@ -2,7 +2,8 @@
 //! control plane (server-side dry-run, then for real), and the chart's RBAC proven to be all the
 //! operator needs: the operator runs authenticated as the chart's ServiceAccount (a token from
 //! the TokenRequest API) through a rollout on every router the tests have, an alert, and a revert
-//! on deletion, and the API server's audit log must show no request of it refused.
+//! on deletion, and the API server's audit log must show no request of it refused. The load
+//! tester's chart likewise: its ServiceAccount keeps the gates in their ConfigMap, nothing more.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -17,6 +19,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use serin_api::{Canary, Phase};
+use serin_loadtester::gates::{Gate, GateStore};
 use serin_testenv::fixtures::deployment;
 use serin_testenv::webhooks::WebhookReceiver;
 use serin_testenv::{INSTALL_NAMESPACE, Options, TestEnv};
@@ -81,8 +84,8 @@ where
 }
 
 /// The Deployment of the install has all its replicas ready (kwok runs the pods).
-async fn wait_for_replicas(env: &TestEnv, name: &str, replicas: i32) {
-    let deployments = Api::<Deployment>::namespaced(env.client(), INSTALL_NAMESPACE);
+async fn wait_for_replicas(env: &TestEnv, namespace: &str, name: &str, replicas: i32) {
+    let deployments = Api::<Deployment>::namespaced(env.client(), namespace);
     wait_until(
         &format!("{replicas} ready replicas of {name}"),
         Duration::from_secs(60),
@@ -104,12 +107,12 @@ async fn wait_for_replicas(env: &TestEnv, name: &str, replicas: i32) {
 
 /// A client authenticated as the chart's ServiceAccount, with a token from the TokenRequest API.
 async fn service_account_client(env: &TestEnv) -> Client {
-    let token = kubectl(
-        env,
-        &["create", "token", "serin", "-n", INSTALL_NAMESPACE, "--duration", "1h"],
-        "",
-    )
-    .await;
+    client_as(env, INSTALL_NAMESPACE, "serin").await
+}
+
+/// A client authenticated as the ServiceAccount `namespace/name`.
+async fn client_as(env: &TestEnv, namespace: &str, name: &str) -> Client {
+    let token = kubectl(env, &["create", "token", name, "-n", namespace, "--duration", "1h"], "").await;
     let kubeconfig = Kubeconfig::read_from(env.kubeconfig()).expect("the test kubeconfig");
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -125,19 +128,30 @@ async fn service_account_client(env: &TestEnv) -> Client {
 /// URL, and every router the tests have.
 fn render_chart() -> String {
     let providers = r#"rbac.providers=["gatewayapi:v1","istio","linkerd","nginx","gloo","appmesh:v1beta2"]"#;
-    let rendered = std::process::Command::new(helm())
-        .args(["template", "serin"])
-        .arg(repository().join("deploy/helm/serin"))
-        .args([
+    helm_template(
+        "serin",
+        "deploy/helm/serin",
+        &[
             "--namespace",
             INSTALL_NAMESPACE,
-            "--kube-version",
-            "1.36.0",
             "--include-crds",
-        ])
-        .args(["--set", "leaderElection.enabled=true,leaderElection.replicaCount=2"])
-        .args(["--set", "slack.url=https://hooks.slack.com/services/T/B/X"])
-        .args(["--set-json", providers])
+            "--set",
+            "leaderElection.enabled=true,leaderElection.replicaCount=2",
+            "--set",
+            "slack.url=https://hooks.slack.com/services/T/B/X",
+            "--set-json",
+            providers,
+        ],
+    )
+}
+
+/// `helm template <release> <chart> <args>` for the test cluster's Kubernetes version.
+fn helm_template(release: &str, chart: &str, args: &[&str]) -> String {
+    let rendered = std::process::Command::new(helm())
+        .args(["template", release])
+        .arg(repository().join(chart))
+        .args(["--kube-version", "1.36.0"])
+        .args(args)
         .output()
         .expect("helm runs");
     assert!(
@@ -187,13 +201,13 @@ async fn the_chart_installs_and_its_rbac_is_all_the_operator_needs() {
         std::fs::read_to_string(repository().join("deploy/kustomize/namespace.yaml")).expect("the namespace manifest");
     kubectl(&env, &["apply", "--server-side", "-f", "-"], &namespace_manifest).await;
     apply_twice(&env, &kustomized).await;
-    wait_for_replicas(&env, "serin", 1).await;
+    wait_for_replicas(&env, INSTALL_NAMESPACE, "serin", 1).await;
 
     // The chart over it, as a Flagger user's values would set it: two replicas with leader
     // election, every router the tests have.
     let rendered = render_chart();
     apply_twice(&env, &rendered).await;
-    wait_for_replicas(&env, "serin", 2).await;
+    wait_for_replicas(&env, INSTALL_NAMESPACE, "serin", 2).await;
     for kind in [
         "PodDisruptionBudget",
         "Role",
@@ -750,4 +764,49 @@ async fn readyz(address: std::net::SocketAddr) -> (Option<u16>, String) {
         }
         Err(_) => (None, String::new()),
     }
+}
+
+/// The load tester's chart, installed as Flagger's tutorials install Flagger's load tester
+/// (release `flagger-loadtester` in the Canaries' namespace): it runs, and its ServiceAccount
+/// may keep the gates in their ConfigMap and nothing more.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_load_tester_chart_keeps_gates_with_its_own_permissions() {
+    let env = TestEnv::start(Options { nodes: 1 }).await.expect("control plane");
+    let namespace = env.namespace("test").await.expect("namespace");
+    let rendered = helm_template(
+        "flagger-loadtester",
+        "deploy/helm/serin-loadtester",
+        &["--namespace", &namespace],
+    );
+    apply_twice(&env, &rendered).await;
+    wait_for_replicas(&env, &namespace, "flagger-loadtester", 1).await;
+
+    let client = client_as(&env, &namespace, "flagger-loadtester").await;
+    let gates = "flagger-loadtester-gates";
+    let store = GateStore::config_map_if_allowed(client.clone(), &namespace, gates).await;
+    assert_eq!(
+        store.fallback(),
+        None,
+        "the chart grants what the ConfigMap store needs"
+    );
+    store
+        .set(Gate::Confirm, &namespace, "podinfo", true)
+        .await
+        .expect("a gate opened with the chart's permissions");
+    let restarted = GateStore::config_map_if_allowed(client.clone(), &namespace, gates).await;
+    assert!(
+        restarted
+            .is_open(Gate::Confirm, &namespace, "podinfo")
+            .await
+            .expect("the gate read back"),
+        "the gate is kept in the ConfigMap"
+    );
+    let other = Api::<ConfigMap>::namespaced(client, &namespace)
+        .get_opt("kube-root-ca.crt")
+        .await;
+    assert!(
+        matches!(other, Err(kube::Error::Api(ref status)) if status.code == 403),
+        "no other ConfigMap may be read: {other:?}"
+    );
+    env.teardown().await;
 }
