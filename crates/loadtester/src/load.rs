@@ -277,9 +277,10 @@ impl Connection {
                 .request(target.method.clone(), url.clone())
                 .headers(target.headers.clone())
                 .body(target.body.clone());
-            let response = request.send().await.ok()?;
+            let mut response = request.send().await.ok()?;
             let status = response.status().as_u16();
-            let _ = response.bytes().await;
+            // Drained chunk by chunk: the answer is counted, never held.
+            while response.chunk().await.ok()?.is_some() {}
             return Some(status);
         }
         if self.sender.as_ref().is_none_or(SendRequest::is_closed) {

@@ -45,6 +45,8 @@ pub enum RestError {
     Failed { status: String },
     #[error("the test did not finish within {0:?}; it was stopped")]
     TimedOut(Duration),
+    #[error("{server} answered with more than {limit} bytes; the answer was cut off")]
+    TooLarge { server: String, limit: usize },
 }
 
 fn unreachable(server: &str) -> impl Fn(reqwest::Error) -> RestError + '_ {
@@ -54,9 +56,23 @@ fn unreachable(server: &str) -> impl Fn(reqwest::Error) -> RestError + '_ {
     }
 }
 
-async fn json(server: &str, response: reqwest::Response) -> Result<Value, RestError> {
+/// The most of a remote server's answer read: nGrinder's and Concord's answers are a few KiB.
+pub const ANSWER_LIMIT: usize = 1024 * 1024;
+
+async fn json(server: &str, mut response: reqwest::Response) -> Result<Value, RestError> {
     let status = response.status();
-    let body = response.text().await.map_err(unreachable(server))?;
+    // Read chunk by chunk, so that an endless or huge answer is cut off instead of held whole.
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(unreachable(server))? {
+        if body.len() + chunk.len() > ANSWER_LIMIT {
+            return Err(RestError::TooLarge {
+                server: server.to_string(),
+                limit: ANSWER_LIMIT,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = String::from_utf8_lossy(&body);
     let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     if !status.is_success() || value.is_null() || value.get("success") == Some(&Value::Bool(false)) {
         return Err(RestError::Refused {

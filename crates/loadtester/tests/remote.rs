@@ -280,3 +280,25 @@ async fn a_payload_cannot_send_files_out_or_reach_hosts_off_the_list() {
         assert!(body.contains("is not in -allowed-hosts (127.0.0.1)"), "{body}");
     }
 }
+
+/// A server that answers without end is cut off at the answer limit: the task fails with a
+/// message, and the load tester does not hold the answer whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_answer_is_cut_off() {
+    let endless = Router::new().route(
+        "/perftest/api/{clone}/clone_and_start",
+        post(|| async {
+            let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+            axum::body::Body::from_stream(futures::stream::repeat_with(move || {
+                Ok::<_, std::io::Error>(chunk.clone())
+            }))
+        }),
+    );
+    let server = serve(endless).await;
+    let tester = load_tester().await;
+    let started = std::time::Instant::now();
+    let (status, body) = post_task(&tester, ngrinder_task(&server, "czNjcmV0")).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("answered with more than 1048576 bytes"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(10), "cut off at once");
+}
