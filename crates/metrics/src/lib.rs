@@ -4,6 +4,7 @@
 //! in [`provider_for`].
 
 mod builtin;
+mod datadog;
 pub mod http;
 mod prometheus;
 
@@ -33,27 +34,53 @@ pub trait MetricProvider: Send + Sync {
     fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>>;
 }
 
-/// A query's value and how many series it returned.
+/// A query's value, how many series it returned, and which of them gave the value (`first` or
+/// `last`, as Flagger's provider of that type picks).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
     pub value: f64,
     pub series: usize,
+    pub picked: &'static str,
 }
 
-/// The provider of `kind` at `address`; `None` for a kind this version does not support.
+/// What a provider is made from.
+pub struct ProviderSettings<'a> {
+    /// The MetricTemplate's `address`, if it has one.
+    pub address: Option<&'a str>,
+    /// `spec.metricsServer` or `-metrics-server`: Prometheus' address when a template has none.
+    pub metrics_server: &'a str,
+    /// The data of the template's `secretRef`.
+    pub credentials: &'a BTreeMap<String, String>,
+    pub client: &'a reqwest::Client,
+    /// The metric's `interval`, over which some providers query.
+    pub metric_interval: std::time::Duration,
+}
+
+/// The types this version has a provider for.
+const SUPPORTED: &str = "prometheus and datadog";
+
+/// The provider of `kind`; an error says why it cannot be made (a type this version does not
+/// support, a credential missing from the Secret).
 pub fn provider_for(
     kind: MetricProviderType,
-    address: &str,
-    credentials: &BTreeMap<String, String>,
-    client: &reqwest::Client,
-) -> Option<Box<dyn MetricProvider>> {
+    settings: &ProviderSettings<'_>,
+) -> Result<Box<dyn MetricProvider>, String> {
     match kind {
-        MetricProviderType::Prometheus => Some(Box::new(prometheus::Prometheus::new(
-            address.to_string(),
-            credentials,
-            client.clone(),
+        MetricProviderType::Prometheus => Ok(Box::new(prometheus::Prometheus::new(
+            settings.address.unwrap_or(settings.metrics_server).to_string(),
+            settings.credentials,
+            settings.client.clone(),
         ))),
-        _ => None,
+        MetricProviderType::Datadog => Ok(Box::new(datadog::Datadog::new(
+            settings.address,
+            settings.credentials,
+            settings.client.clone(),
+            settings.metric_interval,
+        )?)),
+        other => Err(format!(
+            "provider type {} is not supported by this serin version ({SUPPORTED} are)",
+            serin_api::wire_name(&other)
+        )),
     }
 }
 
@@ -68,6 +95,10 @@ pub enum ProviderError {
     Http { status: u16, body: String },
     #[error("could not be reached: {reason}")]
     Unreachable { reason: String },
+    #[error("refused the credentials ({status}): {body}; check the secretRef's keys")]
+    Refused { status: u16, body: String },
+    #[error("rate limited the query (429{}); the next check asks again", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited { retry_after: Option<std::time::Duration> },
     #[error("gave an unexpected answer: {reason}")]
     Malformed { reason: String },
 }
@@ -96,8 +127,8 @@ pub enum MetricError {
     },
     #[error("metric {metric}: {reason}")]
     Template { metric: String, reason: String },
-    #[error("metric {metric}: provider type {provider} is not supported by this serin version (prometheus is)")]
-    UnsupportedProvider { metric: String, provider: String },
+    #[error("metric {metric}: {reason}")]
+    Provider { metric: String, reason: String },
     #[error("metric {metric}: builtin metrics are not available for provider {provider} yet; use a MetricTemplate")]
     NoBuiltin { metric: String, provider: String },
     #[error("metric {metric}: reading secret {namespace}/{name} failed: {reason}")]
@@ -153,17 +184,27 @@ struct Resolved {
 }
 
 async fn resolve(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result<Resolved, MetricError> {
-    let default_provider = || {
-        provider_for(
-            MetricProviderType::Prometheus,
-            context.metrics_server,
-            &BTreeMap::new(),
-            context.http.get(true),
-        )
-        .ok_or_else(|| MetricError::UnsupportedProvider {
+    let metric_interval =
+        serin_api::duration::parse_positive(metric.interval()).map_err(|e| MetricError::Provider {
             metric: metric.name.clone(),
-            provider: "prometheus".into(),
+            reason: format!("interval: {e}"),
+        })?;
+    let make = |kind: MetricProviderType, settings: &ProviderSettings<'_>| {
+        provider_for(kind, settings).map_err(|reason| MetricError::Provider {
+            metric: metric.name.clone(),
+            reason,
         })
+    };
+    let no_credentials = BTreeMap::new();
+    let default_provider = || {
+        let settings = ProviderSettings {
+            address: None,
+            metrics_server: context.metrics_server,
+            credentials: &no_credentials,
+            client: context.http.get(true),
+            metric_interval,
+        };
+        make(MetricProviderType::Prometheus, &settings)
     };
     if let Some(reference) = &metric.template_ref {
         let namespace = reference.namespace.as_deref().unwrap_or(context.namespace);
@@ -182,18 +223,18 @@ async fn resolve(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result<R
                 name: reference.name.clone(),
             })?;
         let spec = &template.spec.provider;
-        let address = spec.address.as_deref().unwrap_or(context.metrics_server);
         let credentials = match &spec.secret_ref {
             Some(secret) => credentials(context.client, namespace, &secret.name, &metric.name).await?,
             None => BTreeMap::new(),
         };
-        let client = context.http.get(spec.insecure_skip_verify != Some(true));
-        let provider = provider_for(spec.type_, address, &credentials, client).ok_or_else(|| {
-            MetricError::UnsupportedProvider {
-                metric: metric.name.clone(),
-                provider: serin_api::wire_name(&spec.type_),
-            }
-        })?;
+        let settings = ProviderSettings {
+            address: spec.address.as_deref().filter(|a| !a.is_empty()),
+            metrics_server: context.metrics_server,
+            credentials: &credentials,
+            client: context.http.get(spec.insecure_skip_verify != Some(true)),
+            metric_interval,
+        };
+        let provider = make(spec.type_, &settings)?;
         return Ok(Resolved {
             provider,
             query: template.spec.query.clone(),
@@ -250,8 +291,8 @@ pub async fn check(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result
     let mut verdict = checks::judge(&metric.name, sample.value * resolved.scale, &checks::range(metric));
     if sample.series > 1 {
         verdict.message.push_str(&format!(
-            " (the query returned {} series; the last one was used, as Flagger does: aggregate the query to one series)",
-            sample.series
+            " (the query returned {} series; the {} one was used, as Flagger does: aggregate the query to one series)",
+            sample.series, sample.picked
         ));
     }
     Ok(verdict)

@@ -131,6 +131,10 @@ impl Prometheus {
         if value.is_nan() {
             return Err(ProviderError::NotANumber);
         }
-        Ok(Sample { value, series })
+        Ok(Sample {
+            value,
+            series,
+            picked: "last",
+        })
     }
 }
