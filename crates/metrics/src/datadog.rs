@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{MetricProvider, ProviderError, Sample};
+use crate::rest;
 
 pub const DEFAULT_ADDRESS: &str = "https://api.datadoghq.com";
 const API_KEY: &str = "datadog_api_key";
@@ -21,8 +22,6 @@ const APPLICATION_KEY: &str = "datadog_application_key";
 const WINDOW_INTERVALS: u64 = 10;
 /// Flagger's timeout for each call.
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest `Retry-After` waited for within a check; a longer one fails the check, saying so.
-const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 pub struct Datadog {
     address: String,
@@ -53,15 +52,8 @@ impl Datadog {
         client: reqwest::Client,
         metric_interval: Duration,
     ) -> Result<Datadog, String> {
-        let key = |name: &str| {
-            credentials
-                .get(name)
-                .map(|value| value.trim().to_string())
-                .filter(|value| !value.is_empty())
-                .ok_or_else(|| {
-                    format!("the secretRef's Secret has no {name}: datadog needs {API_KEY} and {APPLICATION_KEY}")
-                })
-        };
+        let needs = format!("datadog needs {API_KEY} and {APPLICATION_KEY}");
+        let key = |name: &str| rest::required_key(credentials, name, &needs);
         Ok(Datadog {
             address: address.unwrap_or(DEFAULT_ADDRESS).trim_end_matches('/').to_string(),
             client,
@@ -71,48 +63,10 @@ impl Datadog {
         })
     }
 
-    /// Sends `request`, once more after a short `Retry-After` when rate limited.
-    async fn send(&self, request: impl Fn() -> reqwest::RequestBuilder) -> Result<String, ProviderError> {
-        let mut retried = false;
-        loop {
-            let response = request()
-                .header("DD-API-KEY", &self.api_key)
-                .header("DD-APPLICATION-KEY", &self.application_key)
-                .timeout(TIMEOUT)
-                .send()
-                .await
-                .map_err(|e| ProviderError::Unreachable { reason: e.to_string() })?;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let body = response.text().await.unwrap_or_default();
-            match status {
-                200 => return Ok(body),
-                429 => match retry_after {
-                    Some(wait) if !retried && wait <= LONGEST_RETRY_AFTER => {
-                        tokio::time::sleep(wait).await;
-                        retried = true;
-                    }
-                    _ => return Err(ProviderError::RateLimited { retry_after }),
-                },
-                401 | 403 => {
-                    return Err(ProviderError::Refused {
-                        status,
-                        body: body.chars().take(300).collect(),
-                    });
-                }
-                _ => {
-                    return Err(ProviderError::Http {
-                        status,
-                        body: body.chars().take(300).collect(),
-                    });
-                }
-            }
-        }
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request
+            .header("DD-API-KEY", &self.api_key)
+            .header("DD-APPLICATION-KEY", &self.application_key)
     }
 }
 
@@ -130,15 +84,17 @@ impl MetricProvider for Datadog {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let from = now.saturating_sub(self.window.as_secs());
             let url = format!("{}/api/v1/query", self.address);
-            let body = self
-                .send(|| {
-                    self.client.get(&url).query(&[
+            let body = rest::call(
+                || {
+                    self.authorized(self.client.get(&url)).query(&[
                         ("query", query.to_string()),
                         ("from", from.to_string()),
                         ("to", now.to_string()),
                     ])
-                })
-                .await?;
+                },
+                TIMEOUT,
+            )
+            .await?;
             let parsed: Response =
                 serde_json::from_str(&body).map_err(|e| ProviderError::Malformed { reason: e.to_string() })?;
             let series = parsed.series.len();
@@ -159,7 +115,9 @@ impl MetricProvider for Datadog {
     fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
             let url = format!("{}/api/v1/validate", self.address);
-            self.send(|| self.client.get(&url)).await.map(|_| ())
+            rest::call(|| self.authorized(self.client.get(&url)), TIMEOUT)
+                .await
+                .map(|_| ())
         })
     }
 }

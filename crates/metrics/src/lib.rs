@@ -6,7 +6,9 @@
 mod builtin;
 mod datadog;
 pub mod http;
+mod newrelic;
 mod prometheus;
+mod rest;
 
 use std::collections::BTreeMap;
 
@@ -57,7 +59,7 @@ pub struct ProviderSettings<'a> {
 }
 
 /// The types this version has a provider for.
-const SUPPORTED: &str = "prometheus and datadog";
+const SUPPORTED: &str = "prometheus, datadog and newrelic";
 
 /// The provider of `kind`; an error says why it cannot be made (a type this version does not
 /// support, a credential missing from the Secret).
@@ -72,6 +74,12 @@ pub fn provider_for(
             settings.client.clone(),
         ))),
         MetricProviderType::Datadog => Ok(Box::new(datadog::Datadog::new(
+            settings.address,
+            settings.credentials,
+            settings.client.clone(),
+            settings.metric_interval,
+        )?)),
+        MetricProviderType::Newrelic => Ok(Box::new(newrelic::NewRelic::new(
             settings.address,
             settings.credentials,
             settings.client.clone(),

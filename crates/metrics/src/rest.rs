@@ -1,0 +1,59 @@
+//! One call to a hosted provider's HTTP API, with the answers told apart the same way for all of
+//! them: the body on 200; credentials refused (401, 403); rate limited (429: a `Retry-After` of
+//! up to [`LONGEST_RETRY_AFTER`] is waited out once); any other status with the start of its body.
+
+use std::time::Duration;
+
+use crate::ProviderError;
+
+/// The longest `Retry-After` waited for within a check; a longer one fails the check, saying so.
+pub const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// How much of an error answer a message quotes.
+const QUOTED: usize = 300;
+
+/// Sends the request `build` makes (again after a short `Retry-After`), within `timeout`.
+pub async fn call(build: impl Fn() -> reqwest::RequestBuilder, timeout: Duration) -> Result<String, ProviderError> {
+    let mut retried = false;
+    loop {
+        let response = build()
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unreachable { reason: e.to_string() })?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.text().await.unwrap_or_default();
+        let quoted = || body.chars().take(QUOTED).collect::<String>();
+        match status {
+            200 => return Ok(body),
+            429 => match retry_after {
+                Some(wait) if !retried && wait <= LONGEST_RETRY_AFTER => {
+                    tokio::time::sleep(wait).await;
+                    retried = true;
+                }
+                _ => return Err(ProviderError::RateLimited { retry_after }),
+            },
+            401 | 403 => return Err(ProviderError::Refused { status, body: quoted() }),
+            _ => return Err(ProviderError::Http { status, body: quoted() }),
+        }
+    }
+}
+
+/// The Secret's value under `key`, trimmed; an error says which key is missing and what the
+/// provider needs (`needs`, e.g. "datadog needs datadog_api_key and datadog_application_key").
+pub fn required_key(
+    credentials: &std::collections::BTreeMap<String, String>,
+    key: &str,
+    needs: &str,
+) -> Result<String, String> {
+    credentials
+        .get(key)
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| format!("the secretRef's Secret has no {key}: {needs}"))
+}
