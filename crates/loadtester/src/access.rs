@@ -74,27 +74,19 @@ impl Access {
             .map_err(|e| unreadable(format!("-secrets-dir {}: {e}", dir.display())))?;
         let file = dir.join(Path::new(path)).canonicalize().map_err(|e| {
             if Path::new(path).is_absolute() && !Path::new(path).starts_with(&dir) {
-                self.outside(field, path, &dir)
+                outside(field, path, &dir)
             } else {
                 unreadable(e.to_string())
             }
         })?;
         if !file.starts_with(&dir) {
-            return Err(self.outside(field, path, &dir));
+            return Err(outside(field, path, &dir));
         }
         let mut text = String::new();
         std::fs::File::open(&file)
             .and_then(|f| f.take(SECRET_LIMIT).read_to_string(&mut text))
             .map_err(|e| unreadable(e.to_string()))?;
         Ok(text)
-    }
-
-    fn outside(&self, field: &str, path: &str, dir: &Path) -> AccessError {
-        AccessError::OutsideSecretsDir {
-            field: field.into(),
-            path: path.into(),
-            dir: dir.display().to_string(),
-        }
     }
 
     /// Whether the service may send requests to `url`.
@@ -124,6 +116,14 @@ impl Access {
             host,
             allowed: allowed.join(", "),
         })
+    }
+}
+
+fn outside(field: &str, path: &str, dir: &Path) -> AccessError {
+    AccessError::OutsideSecretsDir {
+        field: field.into(),
+        path: path.into(),
+        dir: dir.display().to_string(),
     }
 }
 

@@ -267,8 +267,8 @@ impl Runner {
         })
     }
 
-    /// Whether a task holds `key` (for tests and diagnostics).
-    pub fn is_running(&self, key: &str) -> bool {
+    #[cfg(test)]
+    fn is_running(&self, key: &str) -> bool {
         self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
