@@ -95,20 +95,12 @@ impl MetricProvider for Datadog {
                 TIMEOUT,
             )
             .await?;
-            let parsed: Response =
-                serde_json::from_str(&body).map_err(|e| ProviderError::Malformed { reason: e.to_string() })?;
+            let parsed: Response = crate::parse_json(&body)?;
             let series = parsed.series.len();
             let first = parsed.series.into_iter().next().ok_or(ProviderError::NoValues)?;
             let point = first.pointlist.into_iter().next().ok_or(ProviderError::NoValues)?;
             let value = point.get(1).copied().flatten().ok_or(ProviderError::NoValues)?;
-            if value.is_nan() {
-                return Err(ProviderError::NotANumber);
-            }
-            Ok(Sample {
-                value,
-                series,
-                picked: "first",
-            })
+            Sample::of(value, series, "first")
         })
     }
 

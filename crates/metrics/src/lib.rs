@@ -3,14 +3,20 @@
 //! provider is one file implementing [`MetricProvider`]; adding one is adding a file and a line
 //! in [`provider_for`].
 
+mod aws;
 mod builtin;
+mod cloudwatch;
 mod datadog;
+mod dynatrace;
+mod graphite;
 pub mod http;
+mod influxdb;
 mod newrelic;
 mod prometheus;
 mod rest;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
@@ -45,21 +51,97 @@ pub struct Sample {
     pub picked: &'static str,
 }
 
+/// What metric providers take from the operator's process, shared by every check: its
+/// environment variables (the AWS credential chain reads them) and what was obtained with them.
+#[derive(Clone)]
+pub struct ProviderEnvironment {
+    shared: Arc<SharedEnvironment>,
+}
+
+struct SharedEnvironment {
+    /// `None`: the process' own.
+    variables: Option<BTreeMap<String, String>>,
+    aws_credentials: aws::CredentialCache,
+}
+
+impl ProviderEnvironment {
+    pub fn from_process() -> ProviderEnvironment {
+        ProviderEnvironment::new(None)
+    }
+
+    /// Fixed variables instead of the process' (tests, tools).
+    pub fn from_variables(variables: BTreeMap<String, String>) -> ProviderEnvironment {
+        ProviderEnvironment::new(Some(variables))
+    }
+
+    fn new(variables: Option<BTreeMap<String, String>>) -> ProviderEnvironment {
+        ProviderEnvironment {
+            shared: Arc::new(SharedEnvironment {
+                variables,
+                aws_credentials: aws::CredentialCache::default(),
+            }),
+        }
+    }
+
+    pub fn variable(&self, name: &str) -> Option<String> {
+        match &self.shared.variables {
+            Some(variables) => variables.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        }
+    }
+
+    fn aws_credentials(&self) -> &aws::CredentialCache {
+        &self.shared.aws_credentials
+    }
+}
+
+impl Sample {
+    /// `value`, picked from `series` series; NaN is not a sample (Prometheus answers NaN for a
+    /// ratio without traffic).
+    pub fn of(value: f64, series: usize, picked: &'static str) -> Result<Sample, ProviderError> {
+        if value.is_nan() {
+            return Err(ProviderError::NotANumber);
+        }
+        Ok(Sample { value, series, picked })
+    }
+}
+
+/// A value a provider wrote as text.
+fn parse_value(text: &str) -> Result<f64, ProviderError> {
+    text.trim().parse().map_err(|_| ProviderError::Malformed {
+        reason: format!("{text} is not a number"),
+    })
+}
+
+/// A provider's JSON answer.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ProviderError> {
+    serde_json::from_str(body).map_err(|e| ProviderError::Malformed { reason: e.to_string() })
+}
+
 /// What a provider is made from.
 pub struct ProviderSettings<'a> {
     /// The MetricTemplate's `address`, if it has one.
     pub address: Option<&'a str>,
     /// `spec.metricsServer` or `-metrics-server`: Prometheus' address when a template has none.
     pub metrics_server: &'a str,
-    /// The data of the template's `secretRef`.
+    /// The name of the template's `secretRef`, if it has one.
+    pub secret: Option<&'a str>,
+    /// The data of that Secret.
     pub credentials: &'a BTreeMap<String, String>,
+    /// The template's `headers`.
+    pub headers: Option<&'a BTreeMap<String, Vec<String>>>,
+    /// The shared client, verifying TLS certificates unless `insecure_skip_verify`.
     pub client: &'a reqwest::Client,
+    pub insecure_skip_verify: bool,
     /// The metric's `interval`, over which some providers query.
     pub metric_interval: std::time::Duration,
+    /// The template's `region` (CloudWatch).
+    pub region: Option<&'a str>,
+    pub environment: &'a ProviderEnvironment,
 }
 
 /// The types this version has a provider for.
-const SUPPORTED: &str = "prometheus, datadog and newrelic";
+const SUPPORTED: &str = "prometheus, datadog, newrelic, dynatrace, graphite, influxdb and cloudwatch";
 
 /// The provider of `kind`; an error says why it cannot be made (a type this version does not
 /// support, a credential missing from the Secret).
@@ -68,11 +150,7 @@ pub fn provider_for(
     settings: &ProviderSettings<'_>,
 ) -> Result<Box<dyn MetricProvider>, String> {
     match kind {
-        MetricProviderType::Prometheus => Ok(Box::new(prometheus::Prometheus::new(
-            settings.address.unwrap_or(settings.metrics_server).to_string(),
-            settings.credentials,
-            settings.client.clone(),
-        ))),
+        MetricProviderType::Prometheus => Ok(Box::new(prometheus::Prometheus::new(settings)?)),
         MetricProviderType::Datadog => Ok(Box::new(datadog::Datadog::new(
             settings.address,
             settings.credentials,
@@ -85,6 +163,15 @@ pub fn provider_for(
             settings.client.clone(),
             settings.metric_interval,
         )?)),
+        MetricProviderType::Dynatrace => Ok(Box::new(dynatrace::Dynatrace::new(
+            settings.address,
+            settings.credentials,
+            settings.client.clone(),
+            settings.metric_interval,
+        )?)),
+        MetricProviderType::Graphite => Ok(Box::new(graphite::Graphite::new(settings)?)),
+        MetricProviderType::Influxdb => Ok(Box::new(influxdb::InfluxDb::new(settings)?)),
+        MetricProviderType::Cloudwatch => Ok(Box::new(cloudwatch::CloudWatch::new(settings)?)),
         other => Err(format!(
             "provider type {} is not supported by this serin version ({SUPPORTED} are)",
             serin_api::wire_name(&other)
@@ -103,8 +190,12 @@ pub enum ProviderError {
     Http { status: u16, body: String },
     #[error("could not be reached: {reason}")]
     Unreachable { reason: String },
+    #[error("did not answer within {}s", after.as_secs())]
+    Timeout { after: std::time::Duration },
     #[error("refused the credentials ({status}): {body}; check the secretRef's keys")]
     Refused { status: u16, body: String },
+    #[error("cannot authenticate: {reason}")]
+    Unauthenticated { reason: String },
     #[error("rate limited the query (429{}); the next check asks again", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
     RateLimited { retry_after: Option<std::time::Duration> },
     #[error("gave an unexpected answer: {reason}")]
@@ -180,6 +271,7 @@ pub struct MetricContext<'a> {
     /// `spec.metricsServer` or the operator's `-metrics-server`.
     pub metrics_server: &'a str,
     pub http: &'a HttpClients,
+    pub environment: &'a ProviderEnvironment,
     pub observer: Option<&'a dyn QueryObserver>,
 }
 
@@ -208,9 +300,14 @@ async fn resolve(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result<R
         let settings = ProviderSettings {
             address: None,
             metrics_server: context.metrics_server,
+            secret: None,
             credentials: &no_credentials,
+            headers: None,
             client: context.http.get(true),
+            insecure_skip_verify: false,
             metric_interval,
+            region: None,
+            environment: context.environment,
         };
         make(MetricProviderType::Prometheus, &settings)
     };
@@ -235,12 +332,18 @@ async fn resolve(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result<R
             Some(secret) => credentials(context.client, namespace, &secret.name, &metric.name).await?,
             None => BTreeMap::new(),
         };
+        let insecure_skip_verify = spec.insecure_skip_verify == Some(true);
         let settings = ProviderSettings {
             address: spec.address.as_deref().filter(|a| !a.is_empty()),
             metrics_server: context.metrics_server,
+            secret: spec.secret_ref.as_ref().map(|s| s.name.as_str()),
             credentials: &credentials,
-            client: context.http.get(spec.insecure_skip_verify != Some(true)),
+            headers: spec.headers.as_ref(),
+            client: context.http.get(!insecure_skip_verify),
+            insecure_skip_verify,
             metric_interval,
+            region: spec.region.as_deref(),
+            environment: context.environment,
         };
         let provider = make(spec.type_, &settings)?;
         return Ok(Resolved {
@@ -398,6 +501,7 @@ mod tests {
             .expect("prometheus");
         let client = Client::try_from(Config::new("http://127.0.0.1:1".parse().expect("url"))).expect("client");
         let http = HttpClients::new().expect("http clients");
+        let environment = ProviderEnvironment::from_variables(BTreeMap::new());
         let canary = canary();
         let context = MetricContext {
             client: &client,
@@ -406,6 +510,7 @@ mod tests {
             provider: Provider::Kubernetes,
             metrics_server: server.url(),
             http: &http,
+            environment: &environment,
             observer: None,
         };
         let success = CanaryMetric {

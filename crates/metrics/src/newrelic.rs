@@ -74,7 +74,7 @@ impl NewRelic {
             TIMEOUT,
         )
         .await?;
-        serde_json::from_str(&body).map_err(|e| ProviderError::Malformed { reason: e.to_string() })
+        crate::parse_json(&body)
     }
 }
 
@@ -94,17 +94,7 @@ impl MetricProvider for NewRelic {
             // single value to judge.
             match response.results.as_slice() {
                 [] => Err(ProviderError::NoValues),
-                [only] => {
-                    let value = only.result.ok_or(ProviderError::NoValues)?;
-                    if value.is_nan() {
-                        return Err(ProviderError::NotANumber);
-                    }
-                    Ok(Sample {
-                        value,
-                        series: 1,
-                        picked: "only",
-                    })
-                }
+                [only] => Sample::of(only.result.ok_or(ProviderError::NoValues)?, 1, "only"),
                 several => Err(ProviderError::Malformed {
                     reason: format!(
                         "{} results where one is needed: select a single value (no FACET, one function)",

@@ -1,13 +1,19 @@
-//! Prometheus instant queries (`GET /api/v1/query`), as Flagger runs them: whitespace collapsed,
-//! the last series taken; online when `vector(1)` answers 1.
+//! Prometheus instant queries (`GET <address>/api/v1/query`), as Flagger's prometheus.go runs
+//! them: whitespace collapsed, the last series taken; online when `vector(1)` answers 1. The
+//! address may carry a path prefix (Thanos, Cortex and Mimir serve the API under one, e.g.
+//! `http://mimir/prometheus`). The template's `headers` go with every query (e.g. Mimir's
+//! `X-Scope-OrgID`); the `secretRef` holds `token` (bearer) or `username` and `password`
+//! (basic), and may hold `ca.crt`, a CA to trust beside the system's (serin's addition).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::{MetricProvider, ProviderError, Sample};
+use super::{MetricProvider, ProviderError, ProviderSettings, Sample};
+use crate::rest;
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 const ONLINE_QUERY: &str = "vector(1)";
@@ -15,9 +21,21 @@ const ONLINE_QUERY: &str = "vector(1)";
 pub struct Prometheus {
     address: String,
     client: reqwest::Client,
-    bearer: Option<String>,
-    basic: Option<(String, String)>,
+    headers: HeaderMap,
+    authorization: Authorization,
 }
+
+enum Authorization {
+    None,
+    Bearer(String),
+    Basic { user: String, password: String },
+}
+
+const TOKEN: &str = "token";
+const USERNAME: &str = "username";
+const PASSWORD: &str = "password";
+/// A PEM CA bundle in the Secret, trusted for the address's certificate.
+pub const CA: &str = "ca.crt";
 
 #[derive(Deserialize)]
 struct Response {
@@ -63,18 +81,30 @@ impl MetricProvider for Prometheus {
 }
 
 impl Prometheus {
-    /// A client for `address`; `credentials` may hold `token`, or `username` and `password`.
-    pub fn new(address: String, credentials: &BTreeMap<String, String>, client: reqwest::Client) -> Prometheus {
-        let basic = match (credentials.get("username"), credentials.get("password")) {
-            (Some(user), Some(password)) => Some((user.clone(), password.clone())),
-            _ => None,
+    /// A client for the template's address (or the operator's metrics server); an error says what
+    /// in the Secret or the headers cannot be used.
+    pub fn new(settings: &ProviderSettings<'_>) -> Result<Prometheus, String> {
+        let address = settings.address.unwrap_or(settings.metrics_server);
+        let url = reqwest::Url::parse(address)
+            .map_err(|e| format!("prometheus address {address:?} is not a valid URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("prometheus address {address:?} is not an http or https URL"));
+        }
+        let credentials = settings.credentials;
+        let authorization = match settings.secret {
+            None => Authorization::None,
+            Some(_) => authorization(credentials)?,
         };
-        Prometheus {
+        let client = match credentials.get(CA).filter(|_| settings.secret.is_some()) {
+            Some(pem) => client_trusting(pem, settings.insecure_skip_verify)?,
+            None => settings.client.clone(),
+        };
+        Ok(Prometheus {
             address: address.trim_end_matches('/').to_string(),
             client,
-            bearer: credentials.get("token").cloned(),
-            basic,
-        }
+            headers: headers(settings.headers)?,
+            authorization,
+        })
     }
 
     /// The value of `query`. When it returns several series the last one is taken, as Flagger's
@@ -86,24 +116,25 @@ impl Prometheus {
             .client
             .get(format!("{}/api/v1/query", self.address))
             .timeout(QUERY_TIMEOUT)
+            .headers(self.headers.clone())
             .query(&[("query", query.as_str())]);
-        if let Some(token) = &self.bearer {
-            request = request.bearer_auth(token);
-        } else if let Some((user, password)) = &self.basic {
-            request = request.basic_auth(user, Some(password));
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unreachable { reason: e.to_string() })?;
+        request = match &self.authorization {
+            Authorization::None => request,
+            Authorization::Bearer(token) => request.bearer_auth(token),
+            Authorization::Basic { user, password } => request.basic_auth(user, Some(password)),
+        };
+        let response = request.send().await.map_err(|e| rest::send_error(&e, QUERY_TIMEOUT))?;
         let status = response.status().as_u16();
         let body = response.text().await.unwrap_or_default();
         if !(200..300).contains(&status) {
             let body: String = body.chars().take(300).collect();
-            return Err(ProviderError::Http { status, body });
+            return Err(match status {
+                401 | 403 => ProviderError::Refused { status, body },
+                _ => ProviderError::Http { status, body },
+            });
         }
         let malformed = |reason: String| ProviderError::Malformed { reason };
-        let parsed: Response = serde_json::from_str(&body).map_err(|e| malformed(e.to_string()))?;
+        let parsed: Response = crate::parse_json(&body)?;
         if parsed.status != "success" {
             return Err(malformed(parsed.error.unwrap_or(parsed.status)));
         }
@@ -123,18 +154,56 @@ impl Prometheus {
                 )));
             }
         };
-        let value: f64 = value
+        let value = value
             .as_str()
-            .ok_or_else(|| malformed("the sample has no value".into()))?
-            .parse()
-            .map_err(|_| malformed(format!("{value} is not a number")))?;
-        if value.is_nan() {
-            return Err(ProviderError::NotANumber);
-        }
-        Ok(Sample {
-            value,
-            series,
-            picked: "last",
-        })
+            .ok_or_else(|| malformed("the sample has no value".into()))?;
+        Sample::of(crate::parse_value(value)?, series, "last")
     }
+}
+
+/// As Flagger: a `token` is sent as a bearer token; without one, both `username` and `password`
+/// are needed. A Secret with only `ca.crt` authenticates nothing.
+fn authorization(credentials: &BTreeMap<String, String>) -> Result<Authorization, String> {
+    if let Some(token) = credentials.get(TOKEN) {
+        return Ok(Authorization::Bearer(token.trim().to_string()));
+    }
+    match (credentials.get(USERNAME), credentials.get(PASSWORD)) {
+        (Some(user), Some(password)) => Ok(Authorization::Basic {
+            user: user.trim().to_string(),
+            password: password.trim().to_string(),
+        }),
+        (None, None) if credentials.contains_key(CA) => Ok(Authorization::None),
+        (user, _) => Err(format!(
+            "the secretRef's Secret has no {}: prometheus needs {TOKEN}, or {USERNAME} and {PASSWORD} (and may have {CA})",
+            if user.is_none() { USERNAME } else { PASSWORD }
+        )),
+    }
+}
+
+fn headers(configured: Option<&BTreeMap<String, Vec<String>>>) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (name, values) in configured.into_iter().flatten() {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("header {name:?} is not a valid header name"))?;
+        for value in values {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("the value of header {name} is not a valid header value"))?;
+            headers.append(header.clone(), value);
+        }
+    }
+    Ok(headers)
+}
+
+fn client_trusting(pem: &str, insecure_skip_verify: bool) -> Result<reqwest::Client, String> {
+    let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+        .map_err(|e| format!("the secretRef's {CA} is not a PEM certificate: {e}"))?;
+    if certificates.is_empty() {
+        return Err(format!("the secretRef's {CA} holds no PEM certificate"));
+    }
+    certificates
+        .into_iter()
+        .fold(reqwest::Client::builder(), reqwest::ClientBuilder::add_root_certificate)
+        .tls_danger_accept_invalid_certs(insecure_skip_verify)
+        .build()
+        .map_err(|e| format!("a client trusting the secretRef's {CA} cannot be built: {e}"))
 }

@@ -19,7 +19,7 @@ pub async fn call(build: impl Fn() -> reqwest::RequestBuilder, timeout: Duration
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| ProviderError::Unreachable { reason: e.to_string() })?;
+            .map_err(|e| send_error(&e, timeout))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -42,6 +42,30 @@ pub async fn call(build: impl Fn() -> reqwest::RequestBuilder, timeout: Duration
             _ => return Err(ProviderError::Http { status, body: quoted() }),
         }
     }
+}
+
+/// A request that got no answer: timed out, or could not be sent.
+pub fn send_error(error: &reqwest::Error, timeout: Duration) -> ProviderError {
+    if error.is_timeout() {
+        ProviderError::Timeout { after: timeout }
+    } else {
+        ProviderError::Unreachable {
+            reason: error_chain(error),
+        }
+    }
+}
+
+/// An error with its sources: reqwest's own message only says the request failed, its source
+/// says why (connection refused, certificate not trusted).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// The Secret's value under `key`, trimmed; an error says which key is missing and what the

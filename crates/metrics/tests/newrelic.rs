@@ -64,11 +64,7 @@ async fn newrelic() -> (String, Seen) {
     let app = Router::new()
         .route("/v1/accounts/{account}/query", get(query))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("listen");
-    let address = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let address = serin_testenv::serve_on_loopback(app).await.expect("a loopback server");
     (address, seen)
 }
 
@@ -83,9 +79,14 @@ fn provider(address: &str, credentials: &[(&str, &str)]) -> Result<Box<dyn Metri
         &ProviderSettings {
             address: Some(address),
             metrics_server: "http://prometheus.invalid:9090",
+            secret: Some("keys"),
             credentials: &credentials,
+            headers: None,
             client: &reqwest::Client::new(),
+            insecure_skip_verify: false,
             metric_interval: Duration::from_secs(60),
+            region: None,
+            environment: &serin_metrics::ProviderEnvironment::from_variables(BTreeMap::new()),
         },
     )
 }

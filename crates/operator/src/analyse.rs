@@ -201,6 +201,7 @@ pub fn metric_context<'a>(
             .as_deref()
             .unwrap_or(&context.config.metrics_server),
         http: &context.http,
+        environment: &context.metric_environment,
         observer: Some(context.telemetry.as_ref()),
     }
 }

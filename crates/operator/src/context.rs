@@ -8,7 +8,7 @@ use serin_api::canary::Provider;
 use serin_api::{CanarySpec, MetricTemplate};
 
 use crate::Config;
-use serin_metrics::HttpClients;
+use serin_metrics::{HttpClients, ProviderEnvironment};
 
 pub struct Context {
     pub client: Client,
@@ -16,6 +16,8 @@ pub struct Context {
     /// Who publishes serin's Events.
     pub reporter: Reporter,
     pub http: HttpClients,
+    /// The process environment metric providers read (AWS credentials) and their caches.
+    pub metric_environment: ProviderEnvironment,
     /// The MetricTemplates that exist (names only, a store per watched scope), to warn about a
     /// templateRef naming none. `None` when they could not be listed at startup.
     pub templates: Option<Vec<Store<PartialObjectMeta<MetricTemplate>>>>,

@@ -153,6 +153,7 @@ pub async fn run(client: Client, config: Config) {
         client: client.clone(),
         config,
         http,
+        metric_environment: serin_metrics::ProviderEnvironment::from_process(),
         templates,
         telemetry,
         alerting,

@@ -34,6 +34,8 @@ pub enum Error {
     Tls(String),
     #[error("invalid manifest {0}")]
     Manifest(String),
+    #[error("{server}: {reason}")]
+    Server { server: &'static str, reason: String },
     #[error("invalid kubeconfig: {0}")]
     Kubeconfig(String),
 }

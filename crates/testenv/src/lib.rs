@@ -5,12 +5,17 @@
 //! Set `SERIN_TESTENV=existing` to use the cluster of `KUBECONFIG` instead; namespaces the
 //! tests create are then deleted by [`TestEnv::teardown`].
 
+pub mod auth_proxy;
 mod certs;
 mod control_plane;
+pub mod datadog;
 mod error;
 pub mod fixtures;
+pub mod graphite;
+pub mod influxdb;
 pub mod prometheus;
 mod reaper;
+mod server;
 pub mod traffic;
 mod upstream;
 pub mod webhooks;
@@ -256,6 +261,18 @@ pub fn upstream_flagger() -> Result<PathBuf, Error> {
 /// A port that was free a moment ago on 127.0.0.1.
 pub(crate) fn free_port() -> Result<u16, Error> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// Serves `app` on a free loopback port until the runtime ends; its base URL.
+pub async fn serve_on_loopback(app: axum::Router) -> Result<String, Error> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::warn!(%error, "a loopback server stopped");
+        }
+    });
+    Ok(url)
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or fails after `timeout` naming `what`.

@@ -1,14 +1,13 @@
 //! A real Prometheus (Debian's `prometheus` package) on loopback, scraping the targets a test names.
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::{Error, free_port, reaper, wait_for};
+use crate::server::{self, ServerProcess};
+use crate::{Error, free_port, wait_for};
 
 /// Where Debian's package installs it; `SERIN_PROMETHEUS` overrides.
 const DEFAULT_BINARY: &str = "/usr/bin/prometheus";
@@ -26,7 +25,7 @@ pub struct ScrapeTarget {
 }
 
 pub struct Prometheus {
-    child: Child,
+    _process: ServerProcess,
     url: String,
     _dir: TempDir,
 }
@@ -34,41 +33,27 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus scraping `targets` every `scrape_interval`, and waits until it is ready.
     pub async fn start(targets: &[ScrapeTarget], scrape_interval: Duration) -> Result<Prometheus, Error> {
-        let binary = std::env::var_os("SERIN_PROMETHEUS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| DEFAULT_BINARY.into());
-        if !binary.exists() {
-            return Err(Error::MissingProgram {
-                program: binary.display().to_string(),
-                hint: "install Debian's prometheus package (hack/test.sh does)".into(),
-            });
-        }
-        crate::install_crypto_provider();
-        reaper::reap_orphans();
-        let dir = tempfile::Builder::new().prefix(reaper::DIR_PREFIX).tempdir()?;
-        reaper::record_owner(dir.path())?;
+        let binary = server::program(
+            std::env::var_os("SERIN_PROMETHEUS")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| DEFAULT_BINARY.into()),
+            "prometheus",
+        )?;
+        let dir = server::directory()?;
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&config, config_yaml(targets, scrape_interval))?;
         let port = free_port()?;
-        let log = File::create(dir.path().join("prometheus.log"))?;
-        let child = Command::new(&binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                name: "prometheus".into(),
-                path: binary.clone(),
-                source,
-            })?;
-        reaper::record_child(dir.path(), child.id(), "prometheus")?;
+        let process = ServerProcess::spawn(
+            "prometheus",
+            Command::new(&binary)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn"),
+            dir.path(),
+        )?;
         let prometheus = Prometheus {
-            child,
+            _process: process,
             url: format!("http://127.0.0.1:{port}"),
             _dir: dir,
         };
@@ -122,13 +107,6 @@ impl Prometheus {
             .as_str()?
             .parse()
             .ok()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -14,11 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use serin_testenv::auth_proxy::AuthProxy;
+use serin_testenv::datadog::DatadogApi;
 use serin_testenv::prometheus::Prometheus;
 use serin_testenv::traffic::{Behaviour, TrafficSource};
 
 use scenarios::{NAME, Scenario};
-use sides::{Operator, Side};
+use sides::{MetricServices, Operator, Side};
 
 /// Switching a live cluster. The way back (serin to Flagger) is not here: Flagger re-runs an
 /// analysis of every Canary whose status holds serin's revision hashes (docs/compat.md).
@@ -32,6 +34,8 @@ struct Suite {
     serin: Side,
     traffic: TrafficSource,
     prometheus: Prometheus,
+    _authenticated_prometheus: AuthProxy,
+    _datadog: DatadogApi,
 }
 
 async fn start() -> Result<Suite, String> {
@@ -39,15 +43,25 @@ async fn start() -> Result<Suite, String> {
     let prometheus = Prometheus::start(&[traffic.scrape_target()], Duration::from_secs(1))
         .await
         .map_err(|e| e.to_string())?;
-    let (flagger, serin) = tokio::try_join!(
+    let authenticated_prometheus = AuthProxy::start(prometheus.url()).await.map_err(|e| e.to_string())?;
+    let datadog = DatadogApi::start().await.map_err(|e| e.to_string())?;
+    let (mut flagger, mut serin) = tokio::try_join!(
         Side::start(Operator::Flagger, prometheus.url()),
         Side::start(Operator::Serin, prometheus.url())
     )?;
+    let services = MetricServices {
+        authenticated_prometheus: format!("{}/basic", authenticated_prometheus.url()),
+        datadog: datadog.url().to_string(),
+    };
+    flagger.metric_services = services.clone();
+    serin.metric_services = services;
     Ok(Suite {
         flagger,
         serin,
         traffic,
         prometheus,
+        _authenticated_prometheus: authenticated_prometheus,
+        _datadog: datadog,
     })
 }
 

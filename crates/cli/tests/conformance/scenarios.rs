@@ -11,6 +11,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use serin_api::{Canary, MetricTemplate};
+use serin_testenv::auth_proxy::{BASIC_PASSWORD, BASIC_USER};
+use serin_testenv::datadog::{API_KEY, APPLICATION_KEY};
 use serin_testenv::fixtures::deployment;
 use serin_testenv::traffic::Behaviour;
 
@@ -41,6 +43,20 @@ pub struct Answers {
     pub then: u16,
 }
 
+/// The analysis' metric check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// request-success-rate and request-duration.
+    Builtin,
+    /// A Prometheus MetricTemplate with variables.
+    Template,
+    /// That template on the Prometheus behind nginx, with basic auth from its Secret (this
+    /// password, right or wrong) and `insecureSkipVerify`.
+    TemplateBehindAuth { password: &'static str },
+    /// A Datadog MetricTemplate with its keys in a Secret.
+    Datadog,
+}
+
 /// How a scenario ends.
 #[derive(Debug, Clone, Copy)]
 pub enum End {
@@ -57,8 +73,8 @@ pub struct Scenario {
     pub analysis: Value,
     /// Merged into the Canary's spec.
     pub spec: Value,
-    /// The builtin metrics, or a MetricTemplate with variables.
-    pub template_metric: bool,
+    /// The builtin metrics, or a MetricTemplate.
+    pub metric: Metric,
     /// Webhook types called (each scenario has one of each unless it says otherwise).
     pub hooks: &'static [&'static str],
     /// The target uses a ConfigMap and a Secret.
@@ -104,7 +120,7 @@ pub fn scenario(name: &'static str, provider: &'static str, analysis: Value) -> 
         provider,
         analysis,
         spec: json!({}),
-        template_metric: false,
+        metric: Metric::Builtin,
         hooks: EVERY_HOOK,
         configs: false,
         autoscaler: false,
@@ -234,8 +250,25 @@ pub fn all() -> Vec<Scenario> {
             ..scenario("progress-deadline", "kubernetes", blue_green())
         },
         Scenario {
-            template_metric: true,
+            metric: Metric::Template,
             ..scenario("metric-template", "kubernetes", blue_green())
+        },
+        // Metric providers behind credentials: Prometheus with basic auth behind nginx (right
+        // and wrong password), and Datadog's API.
+        Scenario {
+            metric: Metric::TemplateBehindAuth {
+                password: BASIC_PASSWORD,
+            },
+            ..scenario("metric-template-basic-auth", "kubernetes", blue_green())
+        },
+        Scenario {
+            metric: Metric::TemplateBehindAuth { password: "wrong" },
+            end: End::Phase("Failed"),
+            ..scenario("metric-template-refused", "kubernetes", blue_green())
+        },
+        Scenario {
+            metric: Metric::Datadog,
+            ..scenario("metric-datadog", "kubernetes", blue_green())
         },
         Scenario {
             spec: json!({ "targetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "missing" } }),
@@ -345,15 +378,20 @@ impl Scenario {
     fn canary(&self, side: &Side) -> Result<Canary, String> {
         let base = format!("{}/{}", side.hooks.url(), self.name);
         let mut analysis = self.analysis.clone();
-        analysis["metrics"] = if self.template_metric {
-            json!([{ "name": "error-rate", "interval": "1m", "thresholdRange": { "max": 1 },
-                     "templateRef": { "name": "error-rate" },
-                     "templateVariables": { "errorStatus": "5.*" } }])
-        } else {
-            json!([
+        analysis["metrics"] = match self.metric {
+            Metric::Template | Metric::TemplateBehindAuth { .. } => {
+                json!([{ "name": "error-rate", "interval": "1m", "thresholdRange": { "max": 1 },
+                         "templateRef": { "name": "error-rate" },
+                         "templateVariables": { "errorStatus": "5.*" } }])
+            }
+            Metric::Datadog => {
+                json!([{ "name": "errors", "interval": "1m", "thresholdRange": { "max": 100 },
+                         "templateRef": { "name": "datadog-errors" } }])
+            }
+            Metric::Builtin => json!([
                 { "name": "request-success-rate", "interval": "1m", "thresholdRange": { "min": 99 } },
                 { "name": "request-duration", "interval": "1m", "thresholdRange": { "max": 500 } }
-            ])
+            ]),
         };
         analysis["webhooks"] = self
             .hooks
@@ -378,6 +416,39 @@ impl Scenario {
         }
         merge(&mut spec, &self.spec);
         parse("the Canary", json!({ "metadata": { "name": NAME }, "spec": spec }))
+    }
+
+    /// The MetricTemplate of the scenario's metric, with the Secret it reads.
+    fn metric_objects(&self, side: &Side) -> Option<(Option<Value>, Value)> {
+        let query = "100 - sum(rate(http_request_duration_seconds_count{kubernetes_namespace=\"{{ namespace }}\",kubernetes_pod_name=~\"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\",status!~\"{{ variables.errorStatus }}\"}[{{ interval }}])) / sum(rate(http_request_duration_seconds_count{kubernetes_namespace=\"{{ namespace }}\",kubernetes_pod_name=~\"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\"}[{{ interval }}])) * 100";
+        let services = &side.metric_services;
+        match self.metric {
+            Metric::Builtin => None,
+            Metric::Template => Some((
+                None,
+                json!({ "metadata": { "name": "error-rate" }, "spec": {
+                    "provider": { "type": "prometheus", "address": side.metrics_server },
+                    "query": query,
+                } }),
+            )),
+            Metric::TemplateBehindAuth { password } => Some((
+                Some(json!({ "metadata": { "name": "prometheus-auth" },
+                             "stringData": { "username": BASIC_USER, "password": password } })),
+                json!({ "metadata": { "name": "error-rate" }, "spec": {
+                    "provider": { "type": "prometheus", "address": services.authenticated_prometheus,
+                                  "secretRef": { "name": "prometheus-auth" }, "insecureSkipVerify": true },
+                    "query": query,
+                } }),
+            )),
+            Metric::Datadog => Some((
+                Some(json!({ "metadata": { "name": "datadog" },
+                             "stringData": { "datadog_api_key": API_KEY, "datadog_application_key": APPLICATION_KEY } })),
+                json!({ "metadata": { "name": "datadog-errors" }, "spec": {
+                    "provider": { "type": "datadog", "address": services.datadog, "secretRef": { "name": "datadog" } },
+                    "query": "sum:requests.errors{kube_namespace:{{ namespace }},kube_deployment:{{ target }}}.as_count()",
+                } }),
+            )),
+        }
     }
 
     fn target(&self) -> Result<Deployment, String> {
@@ -425,15 +496,15 @@ impl Scenario {
                 .await
                 .map_err(fail("the Secret"))?;
         }
-        if self.template_metric {
-            let query = "100 - sum(rate(http_request_duration_seconds_count{kubernetes_namespace=\"{{ namespace }}\",kubernetes_pod_name=~\"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\",status!~\"{{ variables.errorStatus }}\"}[{{ interval }}])) / sum(rate(http_request_duration_seconds_count{kubernetes_namespace=\"{{ namespace }}\",kubernetes_pod_name=~\"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\"}[{{ interval }}])) * 100";
-            let template: MetricTemplate = parse(
-                "the MetricTemplate",
-                json!({ "metadata": { "name": "error-rate" }, "spec": {
-                    "provider": { "type": "prometheus", "address": side.metrics_server },
-                    "query": query,
-                } }),
-            )?;
+        if let Some((secret, template)) = self.metric_objects(side) {
+            if let Some(secret) = secret {
+                let secret: Secret = parse("the metric's Secret", secret)?;
+                Api::namespaced(client.clone(), namespace)
+                    .create(&params, &secret)
+                    .await
+                    .map_err(fail("the metric's Secret"))?;
+            }
+            let template: MetricTemplate = parse("the MetricTemplate", template)?;
             Api::namespaced(client.clone(), namespace)
                 .create(&params, &template)
                 .await

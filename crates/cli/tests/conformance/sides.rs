@@ -32,6 +32,17 @@ pub struct Side {
     pub hooks: WebhookReceiver,
     /// The Prometheus both sides query.
     pub metrics_server: String,
+    /// The other metric services both sides query (unset when a test needs none).
+    pub metric_services: MetricServices,
+}
+
+/// Metric providers behind credentials, shared by both sides.
+#[derive(Debug, Clone, Default)]
+pub struct MetricServices {
+    /// The Prometheus behind nginx asking for basic auth, with the path prefix to use.
+    pub authenticated_prometheus: String,
+    /// The loopback server speaking Datadog's API.
+    pub datadog: String,
 }
 
 impl Side {
@@ -55,6 +66,7 @@ impl Side {
             env,
             hooks,
             metrics_server: metrics_server.to_string(),
+            metric_services: MetricServices::default(),
         };
         side.start_operator(operator)?;
         Ok(side)
