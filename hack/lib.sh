@@ -72,7 +72,7 @@ install_debian_packages() {
 prepare() {
   stage "checking toolchains and Debian packages"
   check_toolchains
-  install_debian_packages ca-certificates prometheus nginx-light graphite-carbon graphite-web influxdb curl hey bats
+  install_debian_packages ca-certificates prometheus nginx-light graphite-carbon graphite-web influxdb openssl curl hey bats
 
   stage "building upstream etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok (cached for later runs)"
   SERIN_UPSTREAM_BIN_DIR="$(hack/upstream/build.sh)"

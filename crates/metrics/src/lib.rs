@@ -8,12 +8,17 @@ mod builtin;
 mod cloudwatch;
 mod datadog;
 mod dynatrace;
+mod externalmetrics;
+mod google;
 mod graphite;
 pub mod http;
 mod influxdb;
+mod keptn;
 mod newrelic;
 mod prometheus;
 mod rest;
+mod splunk;
+mod stackdriver;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,6 +67,7 @@ struct SharedEnvironment {
     /// `None`: the process' own.
     variables: Option<BTreeMap<String, String>>,
     aws_credentials: aws::CredentialCache,
+    google_tokens: google::TokenProviders,
 }
 
 impl ProviderEnvironment {
@@ -79,6 +85,7 @@ impl ProviderEnvironment {
             shared: Arc::new(SharedEnvironment {
                 variables,
                 aws_credentials: aws::CredentialCache::default(),
+                google_tokens: google::TokenProviders::default(),
             }),
         }
     }
@@ -92,6 +99,10 @@ impl ProviderEnvironment {
 
     fn aws_credentials(&self) -> &aws::CredentialCache {
         &self.shared.aws_credentials
+    }
+
+    fn google_tokens(&self) -> &google::TokenProviders {
+        &self.shared.google_tokens
     }
 }
 
@@ -138,13 +149,12 @@ pub struct ProviderSettings<'a> {
     /// The template's `region` (CloudWatch).
     pub region: Option<&'a str>,
     pub environment: &'a ProviderEnvironment,
+    /// The cluster's API (Keptn's resources live there).
+    pub cluster: Option<&'a kube::Client>,
 }
 
-/// The types this version has a provider for.
-const SUPPORTED: &str = "prometheus, datadog, newrelic, dynatrace, graphite, influxdb and cloudwatch";
-
-/// The provider of `kind`; an error says why it cannot be made (a type this version does not
-/// support, a credential missing from the Secret).
+/// The provider of `kind`; an error says why it cannot be made (a credential missing from the
+/// Secret, a setting it needs).
 pub fn provider_for(
     kind: MetricProviderType,
     settings: &ProviderSettings<'_>,
@@ -172,10 +182,10 @@ pub fn provider_for(
         MetricProviderType::Graphite => Ok(Box::new(graphite::Graphite::new(settings)?)),
         MetricProviderType::Influxdb => Ok(Box::new(influxdb::InfluxDb::new(settings)?)),
         MetricProviderType::Cloudwatch => Ok(Box::new(cloudwatch::CloudWatch::new(settings)?)),
-        other => Err(format!(
-            "provider type {} is not supported by this serin version ({SUPPORTED} are)",
-            serin_api::wire_name(&other)
-        )),
+        MetricProviderType::Stackdriver => Ok(Box::new(stackdriver::Stackdriver::new(settings)?)),
+        MetricProviderType::Keptn => Ok(Box::new(keptn::Keptn::new(settings)?)),
+        MetricProviderType::Splunk => Ok(Box::new(splunk::Splunk::new(settings)?)),
+        MetricProviderType::Externalmetrics => Ok(Box::new(externalmetrics::ExternalMetrics::new(settings)?)),
     }
 }
 
@@ -308,6 +318,7 @@ async fn resolve(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result<R
             metric_interval,
             region: None,
             environment: context.environment,
+            cluster: Some(context.client),
         };
         make(MetricProviderType::Prometheus, &settings)
     };
@@ -344,6 +355,7 @@ async fn resolve(context: &MetricContext<'_>, metric: &CanaryMetric) -> Result<R
             metric_interval,
             region: spec.region.as_deref(),
             environment: context.environment,
+            cluster: Some(context.client),
         };
         let provider = make(spec.type_, &settings)?;
         return Ok(Resolved {

@@ -232,6 +232,7 @@ fn make_provider(environment: &ProviderEnvironment, region: Option<&str>) -> Res
             metric_interval: Duration::from_secs(60),
             region,
             environment,
+            cluster: None,
         },
     )
 }

@@ -34,6 +34,7 @@ fn provider(address: &str, api_key: &str) -> Result<Box<dyn MetricProvider>, Str
             metric_interval: Duration::from_secs(60),
             region: None,
             environment: &serin_metrics::ProviderEnvironment::from_variables(BTreeMap::new()),
+            cluster: None,
         },
     )
 }
@@ -122,6 +123,7 @@ async fn datadog_failures_are_each_told_apart() {
             metric_interval: Duration::from_secs(60),
             region: None,
             environment: &serin_metrics::ProviderEnvironment::from_variables(BTreeMap::new()),
+            cluster: None,
         },
     );
     assert_eq!(

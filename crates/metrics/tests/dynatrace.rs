@@ -110,6 +110,7 @@ fn provider(address: Option<&str>, credentials: &[(&str, &str)]) -> Result<Box<d
             metric_interval: Duration::from_secs(30),
             region: None,
             environment: &serin_metrics::ProviderEnvironment::from_variables(BTreeMap::new()),
+            cluster: None,
         },
     )
 }

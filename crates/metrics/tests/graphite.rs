@@ -33,6 +33,7 @@ fn provider(
             metric_interval: Duration::from_secs(60),
             region: None,
             environment: &serin_metrics::ProviderEnvironment::from_variables(BTreeMap::new()),
+            cluster: None,
         },
     )
 }

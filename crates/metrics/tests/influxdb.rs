@@ -37,6 +37,7 @@ fn provider(address: &str, credentials: Option<&[(&str, &str)]>) -> Result<Box<d
             metric_interval: Duration::from_secs(60),
             region: None,
             environment: &serin_metrics::ProviderEnvironment::from_variables(BTreeMap::new()),
+            cluster: None,
         },
     )
 }

@@ -87,6 +87,7 @@ fn provider(address: &str, credentials: &[(&str, &str)]) -> Result<Box<dyn Metri
             metric_interval: Duration::from_secs(60),
             region: None,
             environment: &serin_metrics::ProviderEnvironment::from_variables(BTreeMap::new()),
+            cluster: None,
         },
     )
 }

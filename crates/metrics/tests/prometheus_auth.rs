@@ -40,6 +40,7 @@ impl Template<'_> {
                 metric_interval: Duration::from_secs(60),
                 region: None,
                 environment: &serin_metrics::ProviderEnvironment::from_variables(BTreeMap::new()),
+                cluster: None,
             },
         )
     }

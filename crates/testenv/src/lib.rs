@@ -49,13 +49,14 @@ impl Default for Options {
 
 /// The CRDs in `crates/testenv/testdata/crds/`: SMI's TrafficSplit (minimal), Gloo's and App
 /// Mesh's (published, unchanged).
-const TESTDATA_CRDS: [&str; 6] = [
+const TESTDATA_CRDS: [&str; 7] = [
     "trafficsplits.split.smi-spec.io",
     "gateway.solo.io_v1_RouteTable",
     "gloo.solo.io_v1_Upstream",
     "appmesh.k8s.aws_virtualnodes",
     "appmesh.k8s.aws_virtualrouters",
     "appmesh.k8s.aws_virtualservices",
+    "metrics.keptn.sh_minimal",
 ];
 
 pub struct TestEnv {

@@ -65,6 +65,7 @@ fn main() -> ExitCode {
         lifecycle::a_keda_scaled_object_is_copied_and_the_targets_is_paused_between_rollouts,
         robustness::broken_checks_are_reported_with_their_reason,
         metrics::a_metric_templates_secret_is_used_and_its_change_applied,
+        metrics::keptn_metrics_and_analyses_judge_a_rollout,
         robustness::a_target_deleted_mid_rollout_is_reported,
         robustness::a_second_canary_for_a_managed_target_is_refused,
         robustness::spec_warnings_are_published_once,

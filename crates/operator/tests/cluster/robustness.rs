@@ -12,7 +12,8 @@ use serin_testenv::traffic::Behaviour;
 
 use crate::analysis::release;
 use crate::support::{
-    Cluster, TIMEOUT, ensure, events_for, set_image, status_of, trace_until, wait_for_message, wait_for_phase,
+    Cluster, TIMEOUT, ensure, event_messages, events_for, set_image, status_of, trace_until, wait_for_message,
+    wait_for_phase,
 };
 
 pub async fn broken_checks_are_reported_with_their_reason(cluster: Arc<Cluster>) -> Result<(), Failed> {
@@ -27,11 +28,7 @@ pub async fn broken_checks_are_reported_with_their_reason(cluster: Arc<Cluster>)
     release(&cluster, &namespace, name, 1, "kubernetes", analysis).await?;
     set_image(&cluster, &namespace, name, "fragile:2").await?;
     wait_for_phase(&cluster, &namespace, name, Phase::Failed).await?;
-    let messages: Vec<String> = events_for(&cluster, &namespace, name)
-        .await?
-        .into_iter()
-        .filter_map(|e| e.message)
-        .collect();
+    let messages = event_messages(&cluster, &namespace, name).await?;
     ensure(
         messages
             .iter()

@@ -173,6 +173,15 @@ pub async fn events_for(env: &TestEnv, namespace: &str, name: &str) -> Result<Ve
     Ok(events.items)
 }
 
+/// The messages of the Events about `name` in `namespace`.
+pub async fn event_messages(env: &TestEnv, namespace: &str, name: &str) -> Result<Vec<String>, Failed> {
+    Ok(events_for(env, namespace, name)
+        .await?
+        .into_iter()
+        .filter_map(|e| e.message)
+        .collect())
+}
+
 pub async fn wait_for_event(env: &TestEnv, namespace: &str, name: &str, reason: &str) -> Result<Event, Failed> {
     let what = format!("an Event {reason} for {namespace}/{name}");
     wait_for(TIMEOUT, &what, || async move {

@@ -100,6 +100,13 @@ providers in meshProvider and rbac.providers are granted.
 - apiGroups: ["flagger.app"]
   resources: ["metrictemplates", "alertproviders"]
   verbs: ["get", "list", "watch"]
+# The keptn metric provider: KeptnMetrics read, Analyses created, read and deleted.
+- apiGroups: ["metrics.keptn.sh"]
+  resources: ["keptnmetrics"]
+  verbs: ["get"]
+- apiGroups: ["metrics.keptn.sh"]
+  resources: ["analyses"]
+  verbs: ["get", "create", "delete"]
 # Targets (watched by metadata) and the primaries copied from them.
 - apiGroups: ["apps"]
   resources: ["deployments", "daemonsets"]
